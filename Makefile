@@ -1,0 +1,50 @@
+# Every target installs what it needs first; `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := infra/local/node_modules/.installed
+PROTO_SRC := proto/tracking/v1/tracking.proto
+PROTO_OUT := tracker/schema
+
+.PHONY: install proto proto-check lint typecheck test check run clean
+
+install: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): infra/local/package.json infra/local/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18+ (apt-get install nodejs npm)"; exit 3; }
+	cd infra/local && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Generated protobuf code (and .pyi stubs for mypy) comes only from here.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) $(PROTO_SRC)
+
+# Fails when the committed generated code differs from what proto/ generates.
+proto-check: proto
+	git diff --exit-code -- $(PROTO_OUT) || { echo "generated code is stale: run make proto and commit"; exit 1; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: install
+	$(BIN)/pytest
+
+check: proto-check lint typecheck test
+
+run: install
+	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
+	$(BIN)/python -m tracker.devstack
+
+clean:
+	rm -rf $(VENV) infra/local/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,115 @@
+"""The aiohttp application: routes and the lifecycle of every resource, in one place.
+
+Start-up opens Redis and Kinesis clients and starts the background tasks (Redis probe, push
+subscriber, shipper). Shutdown runs in reverse after aiohttp has stopped accepting requests:
+background tasks stop, the shipper drains its buffer within SHIP_DRAIN_SECONDS, clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from aiohttp import web
+
+from tracker.core import TrackerCore, build_core
+from tracker.events.shipper import Shipper
+from tracker.events.sink import KinesisSink
+from tracker.handlers import TrackingHandlers
+from tracker.health import OpsHandlers, probe_redis
+from tracker.settings import TrackerSettings
+
+log = logging.getLogger(__name__)
+
+CORE = web.AppKey("core", TrackerCore)
+MAX_REQUEST_BODY = 1024  # every route is a GET or a body-less POST
+
+
+def create_app(settings: TrackerSettings) -> web.Application:
+    core = build_core(settings)
+    app = web.Application(client_max_size=MAX_REQUEST_BODY)
+    app[CORE] = core
+    tracking = TrackingHandlers(core)
+    ops = OpsHandlers(core)
+    app.router.add_get("/v1/pixel", tracking.pixel)
+    app.router.add_get("/v1/click", tracking.click)
+    app.router.add_get("/event/{program_id}", tracking.event)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
+    if settings.admin_token:
+        app.router.add_post("/admin/cache/purge", ops.purge)
+    app.cleanup_ctx.append(_redis_lifecycle)
+    app.cleanup_ctx.append(_shipping_lifecycle)
+    return app
+
+
+async def _redis_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE]
+    tasks = [
+        _start(probe_redis(core), "redis-probe"),
+        _start(core.subscriber.run(), "program-subscriber"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await core.resolver.close()
+    await core.redis_client.aclose()
+    await core.pubsub_client.aclose()
+
+
+async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE]
+    shipping = core.settings.shipping
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            get_session().create_client(
+                "kinesis",
+                region_name=core.settings.aws.region,
+                endpoint_url=core.settings.aws.kinesis_endpoint,
+                config=_kinesis_config(shipping.max_in_flight),
+            )
+        )
+        shipper = Shipper(
+            core.buffer,
+            KinesisSink(client, core.settings.event_stream),
+            core.metrics,
+            linger=shipping.linger_seconds,
+            max_in_flight=shipping.max_in_flight,
+        )
+        runner = _start(shipper.run(), "shipper")
+        yield
+        log.info("draining event buffer", extra={"events": shipper.pending})
+        lost = await asyncio.shield(shipper.drain(runner, shipping.drain_seconds))
+        log.info("event buffer drained", extra={"events_lost": lost})
+
+
+def _kinesis_config(max_in_flight: int) -> AioConfig:
+    # The shipper retries failed entries itself; botocore's own retries would hide them and
+    # multiply calls, and its parameter validation costs CPU on every record.
+    return AioConfig(
+        retries={"total_max_attempts": 1},
+        connect_timeout=2,
+        read_timeout=10,
+        max_pool_connections=max_in_flight + 2,
+        parameter_validation=False,
+    )
+
+
+def _start(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    task = asyncio.create_task(coro, name=name)
+    task.add_done_callback(_log_crash)
+    return task
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "background task crashed", extra={"task": task.get_name()}, exc_info=task.exception()
+        )

@@ -1,0 +1,124 @@
+"""`make run`: the whole local stack in the foreground, stopped cleanly by Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from tracker.devstack.processes import (
+    LOOPBACK,
+    REPO_ROOT,
+    ManagedProcess,
+    emulator_env,
+    kinesalite,
+    moto_server,
+    redis_server,
+)
+
+DEMO_PROGRAMS = REPO_ROOT / "infra" / "local" / "programs.json"
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class LocalStack:
+    def __init__(self) -> None:
+        self.redis_port = _port("LOCAL_REDIS_PORT", 6390)
+        self.kinesis_port = _port("LOCAL_KINESIS_PORT", 4567)
+        self.dynamodb_port = _port("LOCAL_DYNAMODB_PORT", 4569)
+        self.tracker_port = _port("TRACKER_PORT", 8080)
+        self.env = {
+            **os.environ,
+            "TRACKER_HOST": os.environ.get("TRACKER_HOST", LOOPBACK),
+            **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
+        }
+        self.started: list[ManagedProcess] = []
+        self.stopping = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        try:
+            self._start_all()
+            self._print_urls()
+            while not self.stopping:
+                for process in self.started:
+                    if not process.running:
+                        print(f"[stack] {process.name} exited; stopping the stack", flush=True)
+                        return 1
+                time.sleep(0.2)
+            return 0
+        finally:
+            self._stop_all()
+
+    def _start_all(self) -> None:
+        print("[stack] starting redis-server, kinesalite, moto server", flush=True)
+        for process in (
+            redis_server(self.redis_port),
+            kinesalite(self.kinesis_port),
+            moto_server(self.dynamodb_port),
+        ):
+            self.started.append(process.start())
+        self._step("consumers", "init")
+        self._step("tracker", "programs", "load", str(DEMO_PROGRAMS))
+        tracker = ManagedProcess(
+            "tracker",
+            [*self._command("tracker"), "serve"],
+            self.tracker_port,
+            env=self.env,
+            output=sys.stdout.buffer,
+        )
+        self.started.append(tracker.start())
+
+    def _command(self, name: str) -> list[str]:
+        return [sys.executable, "-m", name]
+
+    def _step(self, *argv: str) -> None:
+        print(f"[stack] {' '.join(argv)}", flush=True)
+        subprocess.run([*self._command(argv[0]), *argv[1:]], env=self.env, check=True)
+
+    def _print_urls(self) -> None:
+        base = f"http://{LOOPBACK}:{self.tracker_port}"
+        print(
+            f"""
+[stack] ready. Try:
+  curl -i '{base}/v1/pixel?program=demo-shoes'
+  curl -i '{base}/v1/click?program=demo-shoes'
+  curl -i '{base}/event/demo-shoes'
+  curl -s '{base}/readyz'
+  curl -s '{base}/metrics' | grep ^tracker_
+Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
+DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
+""",
+            flush=True,
+        )
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _stop_all(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the drain
+        for process in reversed(self.started):
+            print(f"[stack] stopping {process.name}", flush=True)
+            process.stop()
+        print("[stack] stopped", flush=True)
+
+
+def main() -> int:
+    try:
+        return LocalStack().run()
+    except FileNotFoundError as exc:
+        print(f"[stack] {exc}", file=sys.stderr)
+        return 3
+    except subprocess.CalledProcessError as exc:
+        print(f"[stack] step failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""HTTP handlers for the tracking routes: parse and bound, validate, answer, hand the event over.
+
+The request path never awaits I/O when the program is in L1; on a miss it awaits one Redis lookup
+that is capped at REDIS_TIMEOUT_MS and shared with every concurrent miss for the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import NamedTuple
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from tracker.core import TrackerCore
+from tracker.events.anonymize import anonymize_ip
+from tracker.events.builder import extra_params
+from tracker.programs.model import Program, is_program_id
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.validation.cache import Absent
+from tracker.validation.validator import classify
+
+# The classic transparent 1x1 GIF89a.
+PIXEL_GIF = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00"
+    b"\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_CACHE = "no-cache, no-store, must-revalidate"
+PIXEL_HEADERS = CIMultiDict({"Content-Type": "image/gif", "Cache-Control": NO_CACHE})
+MALFORMED = -1  # metrics key for requests without a well-formed program id
+
+
+class Tracked(NamedTuple):
+    validation: int
+    program: Program | None
+    message_id: str
+
+
+class TrackingHandlers:
+    def __init__(self, core: TrackerCore) -> None:
+        self._core = core
+        self._cache = core.cache
+        self._resolver = core.resolver
+        self._metrics = core.metrics
+        self._fallback = core.settings.click_fallback_url
+        self._trust_forwarded = core.settings.trust_forwarded_for
+
+    async def pixel(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        program_id = request.query.get("program")
+        if program_id is None or not is_program_id(program_id):
+            self._metrics.requests_by["pixel"][MALFORMED].inc()
+        else:
+            await self._track(request, "pixel", pb.IMPRESSION, program_id)
+        self._metrics.latency_by["pixel"].observe(time.perf_counter() - started)
+        return web.Response(body=PIXEL_GIF, headers=PIXEL_HEADERS)
+
+    async def click(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        program_id = request.query.get("program")
+        if program_id is None or not is_program_id(program_id):
+            self._metrics.requests_by["click"][MALFORMED].inc()
+            return _json_error(400, "query parameter 'program' is missing or malformed")
+        tracked = await self._track(request, "click", pb.CLICK, program_id)
+        self._metrics.latency_by["click"].observe(time.perf_counter() - started)
+        destination = self._fallback
+        if tracked.validation == pb.OK and tracked.program and tracked.program.landing_url:
+            destination = tracked.program.landing_url
+        if destination is None:
+            return _json_error(404, "no destination for this program")
+        return web.Response(
+            status=302, headers={"Location": destination, "Cache-Control": NO_CACHE}
+        )
+
+    async def event(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        program_id = request.match_info["program_id"]
+        if not is_program_id(program_id):
+            self._metrics.requests_by["event"][MALFORMED].inc()
+            return _json_error(400, "program id is malformed")
+        tracked = await self._track(request, "event", pb.EVENT, program_id)
+        self._metrics.latency_by["event"].observe(time.perf_counter() - started)
+        if tracked.validation == pb.UNKNOWN_PROGRAM:
+            return _json_error(
+                404, "unknown program", programId=program_id, messageId=tracked.message_id
+            )
+        return web.json_response(
+            _event_body(request, program_id, tracked), headers={"Cache-Control": NO_CACHE}
+        )
+
+    async def _track(
+        self, request: web.Request, route: str, event_type: int, program_id: str
+    ) -> Tracked:
+        """Validate against L1 (Redis on a miss), hand the event to the shipper."""
+        found: Program | Absent | None = self._cache.get(program_id)
+        if found is None:
+            self._metrics.cache_misses.inc()
+            found = await self._resolver.resolve(program_id)
+        elif type(found) is Absent:
+            self._metrics.cache_negative_hits.inc()
+        else:
+            self._metrics.cache_hits.inc()
+        now = time.time()
+        customer_text = request.query.get("customer")
+        customer = _customer_id(customer_text)
+        validation = classify(found, customer if customer_text is not None else None, now)
+        program = found if isinstance(found, Program) else None
+        message_id = self._ship(request, event_type, validation, program_id, program, customer, now)
+        self._metrics.requests_by[route][validation].inc()
+        return Tracked(validation, program, message_id)
+
+    def _ship(
+        self,
+        request: web.Request,
+        event_type: int,
+        validation: int,
+        program_id: str,
+        program: Program | None,
+        customer: int,
+        now: float,
+    ) -> str:
+        headers = request.headers
+        message_id, data = self._core.events.build(
+            event_type=event_type,
+            validation=validation,
+            program_id=program_id,
+            program=program,
+            timestamp_ms=int(now * 1000),
+            user_agent=headers.get("User-Agent", ""),
+            referer=headers.get("Referer", ""),
+            client_ip=anonymize_ip(self._client_ip(request)),
+            requested_customer_id=customer,
+            params=extra_params(request.query.items()),
+        )
+        if not self._core.buffer.offer(message_id, data):
+            self._metrics.dropped_buffer_full.inc()
+        return message_id
+
+    def _client_ip(self, request: web.Request) -> str | None:
+        if self._trust_forwarded:
+            forwarded = request.headers.get("X-Forwarded-For")
+            if forwarded:
+                # The load balancer appends the address it saw; earlier entries are the client's
+                # own claims and can be forged.
+                return forwarded.rsplit(",", 1)[-1].strip()
+        return request.remote
+
+
+def _customer_id(text: str | None) -> int:
+    """The customer parameter as an int; -1 when it is not a plain non-negative integer."""
+    if text is None:
+        return 0
+    if text.isascii() and text.isdigit() and len(text) <= 10:
+        return int(text)
+    return -1
+
+
+def _event_body(request: web.Request, program_id: str, tracked: Tracked) -> dict[str, object]:
+    program = tracked.program
+    return {
+        "messageId": tracked.message_id,
+        "programId": program_id,
+        "programName": program.program_name if program else None,
+        "customerId": program.customer_id if program else None,
+        "customerName": program.customer_name if program else None,
+        "checksum": program.checksum if program else None,
+        "userAgent": request.headers.get("User-Agent", "")[:512],
+        "valid": tracked.validation == pb.OK,
+        "validation": pb.Validation.Name(tracked.validation),
+    }
+
+
+def _json_error(status: int, message: str, **fields: str) -> web.Response:
+    body = json.dumps({"error": message, **fields})
+    return web.Response(
+        status=status,
+        text=body,
+        content_type="application/json",
+        headers={"Cache-Control": NO_CACHE},
+    )

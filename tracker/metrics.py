@@ -1,0 +1,123 @@
+"""Prometheus metrics of one tracker process, in a registry of its own.
+
+Children for label values known up front are bound once here, so the request path does one
+attribute lookup and one `inc()`, never a `labels()` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+ROUTES = ("pixel", "click", "event")
+OUTCOMES = (
+    *(name.lower() for name, number in pb.Validation.items() if number),
+    "malformed",
+)
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 300, 400, 500)
+PUT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class TrackerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._define_request_metrics()
+        self._define_cache_metrics()
+        self._define_shipping_metrics()
+
+    def _define_request_metrics(self) -> None:
+        requests = Counter(
+            "tracker_requests",
+            "Tracking requests by route and validation outcome",
+            ["route", "outcome"],
+            registry=self.registry,
+        )
+        # requests_by[route][validation enum value or -1 for malformed]
+        self.requests_by: dict[str, dict[int, Counter]] = {
+            route: {
+                pb.Validation.Value(outcome.upper())
+                if outcome != "malformed"
+                else -1: requests.labels(route, outcome)
+                for outcome in OUTCOMES
+            }
+            for route in ROUTES
+        }
+        latency = Histogram(
+            "tracker_request_duration_seconds",
+            "Handler time per tracking request",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.latency_by = {route: latency.labels(route) for route in ROUTES}
+
+    def _define_cache_metrics(self) -> None:
+        lookups = Counter(
+            "tracker_cache_lookups",
+            "L1 cache lookups by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.cache_hits = lookups.labels("hit")
+        self.cache_negative_hits = lookups.labels("negative_hit")
+        self.cache_misses = lookups.labels("miss")
+        updates = Counter(
+            "tracker_program_updates",
+            "Pushed program updates by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.updates_applied = updates.labels("applied")
+        self.updates_ignored = updates.labels("ignored_stale")
+        self.updates_malformed = updates.labels("malformed")
+        self.resyncs = Counter(
+            "tracker_cache_resyncs", "Cache resyncs after a (re)subscribe", registry=self.registry
+        )
+        self.cache_purges = Counter(
+            "tracker_cache_purges", "Admin cache purges", registry=self.registry
+        )
+        self.subscription_up = Gauge(
+            "tracker_subscription_up",
+            "1 while the push subscription is live",
+            registry=self.registry,
+        )
+        self.redis_up = Gauge("tracker_redis_up", "1 while Redis answers", registry=self.registry)
+
+    def _define_shipping_metrics(self) -> None:
+        r = self.registry
+        self.batch_records = Histogram(
+            "tracker_ship_batch_records",
+            "Records per PutRecords call",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.put_latency = Histogram(
+            "tracker_ship_put_seconds", "PutRecords call latency", buckets=PUT_BUCKETS, registry=r
+        )
+        self.shipped = Counter(
+            "tracker_ship_events_shipped", "Events accepted by Kinesis", registry=r
+        )
+        self.failed_entries = Counter(
+            "tracker_ship_failed_entries",
+            "Entries Kinesis rejected or a failed call carried",
+            registry=r,
+        )
+        self.retried_entries = Counter(
+            "tracker_ship_retried_entries", "Entries sent again", registry=r
+        )
+        self.dropped = Counter(
+            "tracker_events_dropped",
+            "Events dropped: buffer full or lost at shutdown",
+            ["reason"],
+            registry=r,
+        )
+        self.dropped_buffer_full = self.dropped.labels("buffer_full")
+        self.dropped_shutdown = self.dropped.labels("shutdown")
+
+    def track_gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A gauge whose value is read at scrape time (buffer depth, cache size)."""
+        Gauge(name, doc, registry=self.registry).set_function(read)

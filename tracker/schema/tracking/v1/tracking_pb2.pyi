@@ -1,0 +1,79 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    IMPRESSION: _ClassVar[EventType]
+    CLICK: _ClassVar[EventType]
+    EVENT: _ClassVar[EventType]
+
+class Validation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VALIDATION_UNSPECIFIED: _ClassVar[Validation]
+    OK: _ClassVar[Validation]
+    UNKNOWN_PROGRAM: _ClassVar[Validation]
+    INACTIVE: _ClassVar[Validation]
+    OUTSIDE_WINDOW: _ClassVar[Validation]
+    CUSTOMER_MISMATCH: _ClassVar[Validation]
+    UNVERIFIED: _ClassVar[Validation]
+EVENT_TYPE_UNSPECIFIED: EventType
+IMPRESSION: EventType
+CLICK: EventType
+EVENT: EventType
+VALIDATION_UNSPECIFIED: Validation
+OK: Validation
+UNKNOWN_PROGRAM: Validation
+INACTIVE: Validation
+OUTSIDE_WINDOW: Validation
+CUSTOMER_MISMATCH: Validation
+UNVERIFIED: Validation
+
+class TrackingEvent(_message.Message):
+    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROGRAMID_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_AGENT_FIELD_NUMBER: _ClassVar[int]
+    PROGRAM_NAME_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    IS_VALID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_ANONYMIZED_FIELD_NUMBER: _ClassVar[int]
+    REFERER_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TRACKER_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    programid: str
+    checksum: str
+    customer_id: int
+    user_agent: str
+    program_name: str
+    customer_name: str
+    is_valid: bool
+    message_id: str
+    event_type: EventType
+    timestamp_ms: int
+    validation: Validation
+    client_ip_anonymized: str
+    referer: str
+    params: _containers.ScalarMap[str, str]
+    tracker_instance: str
+    requested_customer_id: int
+    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,115 @@
+"""The tracker's settings, read once from the environment into a frozen object."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tracker.envconfig import LOG_LEVELS, EnvReader, aws_endpoints
+
+
+@dataclass(frozen=True, slots=True)
+class AwsSettings:
+    region: str
+    kinesis_endpoint: str | None
+    dynamodb_endpoint: str | None
+
+    @classmethod
+    def from_reader(cls, env: EnvReader) -> AwsSettings:
+        common, kinesis, dynamodb = aws_endpoints(env)
+        return cls(
+            region=env.name("AWS_REGION", "us-east-1"),
+            kinesis_endpoint=kinesis or common,
+            dynamodb_endpoint=dynamodb or common,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ShippingSettings:
+    buffer_max_events: int
+    linger_seconds: float
+    max_in_flight: int
+    drain_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    max_entries: int
+    ttl_seconds: float
+    negative_max_entries: int
+    negative_ttl_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerSettings:
+    redis_url: str
+    redis_timeout_seconds: float
+    aws: AwsSettings
+    event_stream: str
+    program_stream: str
+    program_channel: str
+    host: str
+    port: int
+    workers: int
+    cache: CacheSettings
+    shipping: ShippingSettings
+    admin_token: str | None
+    click_fallback_url: str | None
+    trust_forwarded_for: bool
+    instance_id: str
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TrackerSettings:
+        env = EnvReader(os.environ if environ is None else environ)
+        return cls(
+            redis_url=redis_url(env),
+            redis_timeout_seconds=env.integer("REDIS_TIMEOUT_MS", 50, minimum=1, maximum=10_000)
+            / 1000,
+            aws=AwsSettings.from_reader(env),
+            event_stream=env.name("EVENT_STREAM", "tracking-events"),
+            program_stream=env.name("PROGRAM_STREAM", "program-updates"),
+            program_channel=env.name("PROGRAM_CHANNEL", "program-updates"),
+            host=env.text("TRACKER_HOST", "0.0.0.0"),
+            port=env.integer("TRACKER_PORT", 8080, minimum=0, maximum=65535),
+            workers=env.integer("TRACKER_WORKERS", 1, minimum=1, maximum=64),
+            cache=_cache_settings(env),
+            shipping=_shipping_settings(env),
+            admin_token=env.optional_text("ADMIN_TOKEN"),
+            click_fallback_url=env.url("CLICK_FALLBACK_URL", None, schemes=("http", "https")),
+            trust_forwarded_for=env.flag("TRUST_FORWARDED_FOR", False),
+            instance_id=env.text("TRACKER_INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"),
+            log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
+        )
+
+
+def redis_url(env: EnvReader) -> str:
+    url = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
+    assert url is not None  # a default is given
+    return url
+
+
+def _cache_settings(env: EnvReader) -> CacheSettings:
+    return CacheSettings(
+        max_entries=env.integer("CACHE_MAX_ENTRIES", 100_000, minimum=1, maximum=10_000_000),
+        ttl_seconds=env.number("CACHE_TTL_SECONDS", 600, minimum=0.001, maximum=86_400),
+        negative_max_entries=env.integer(
+            "NEGATIVE_CACHE_MAX_ENTRIES", 10_000, minimum=1, maximum=1_000_000
+        ),
+        negative_ttl_seconds=env.number(
+            "NEGATIVE_CACHE_TTL_SECONDS", 5, minimum=0.001, maximum=3_600
+        ),
+    )
+
+
+def _shipping_settings(env: EnvReader) -> ShippingSettings:
+    return ShippingSettings(
+        buffer_max_events=env.integer(
+            "SHIP_BUFFER_MAX_EVENTS", 200_000, minimum=1, maximum=10_000_000
+        ),
+        linger_seconds=env.integer("SHIP_LINGER_MS", 50, minimum=0, maximum=10_000) / 1000,
+        max_in_flight=env.integer("SHIP_MAX_IN_FLIGHT", 4, minimum=1, maximum=64),
+        drain_seconds=env.number("SHIP_DRAIN_SECONDS", 25, minimum=0, maximum=600),
+    )
