@@ -46,7 +46,9 @@ class LocalStack:
         try:
             self._start_all()
             self._print_urls()
-            while not self.stopping:
+            parent = os.getppid()
+            # `make run` does not pass SIGTERM on to its recipe: a new parent means make is gone.
+            while not self.stopping and os.getppid() == parent:
                 for process in self.started:
                     if not process.running:
                         print(f"[stack] {process.name} exited; stopping the stack", flush=True)

@@ -1,0 +1,111 @@
+"""Fixtures: real redis-server, kinesalite and moto server on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.support.kinesis import create_stream
+from tests.support.waiting import wait_until
+from tracker.app import CORE, create_app
+from tracker.devstack.processes import (
+    ManagedProcess,
+    free_port,
+    kinesalite,
+    moto_server,
+    redis_server,
+)
+from tracker.settings import TrackerSettings
+
+Client = TestClient[web.Request, web.Application]
+StartTracker = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never let a developer's AWS profile or endpoints leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def kinesalite_url() -> Iterator[str]:
+    process = kinesalite(free_port()).start()
+    yield f"http://127.0.0.1:{process.port}"
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    process = moto_server(free_port()).start()
+    yield f"http://127.0.0.1:{process.port}"
+    process.stop()
+
+
+@pytest.fixture
+def redis_proc() -> Iterator[ManagedProcess]:
+    process = redis_server(free_port()).start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture
+def redis_url(redis_proc: ManagedProcess) -> str:
+    return f"redis://127.0.0.1:{redis_proc.port}/0"
+
+
+@pytest.fixture
+async def event_stream(kinesalite_url: str) -> str:
+    return await create_stream(kinesalite_url, shards=2)
+
+
+@pytest.fixture
+def tracker_env(redis_url: str, kinesalite_url: str, event_stream: str) -> dict[str, str]:
+    """Settings for a tracker on the test's own Redis and stream."""
+    return {
+        "REDIS_URL": redis_url,
+        "AWS_ENDPOINT_URL_KINESIS": kinesalite_url,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "EVENT_STREAM": event_stream,
+        "PROGRAM_CHANNEL": "program-updates",
+        "SHIP_LINGER_MS": "20",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+async def start_tracker(tracker_env: dict[str, str]) -> AsyncIterator[StartTracker]:
+    """Start an in-process tracker app (real Redis, real kinesalite); settings can be overridden.
+
+    It returns once the push subscription is live, as /readyz would say.
+    """
+    clients: list[Client] = []
+
+    async def start(**overrides: str) -> Client:
+        settings = TrackerSettings.from_env({**tracker_env, **overrides})
+        client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        core = client.app[CORE]
+        await wait_until(
+            lambda: (
+                core.subscriber.live
+                and core.metrics.registry.get_sample_value("tracker_redis_up") == 1
+            ),
+            what="tracker ready",
+        )
+        return client
+
+    yield start
+    for client in reversed(clients):
+        await client.close()

@@ -1,0 +1,164 @@
+"""Shipping to Kinesis: partial failures re-sent, a full buffer, the drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import StartTracker
+from tests.support.kinesis import wait_for_events
+from tests.support.kinesis_proxy import FaultyKinesisProxy
+from tests.support.programs import STANDARD, write_programs
+from tests.support.waiting import wait_until
+from tracker.app import CORE
+from tracker.devstack.processes import free_port, wait_for_port
+
+pytestmark = pytest.mark.usefixtures("redis_proc")
+
+
+@pytest.fixture
+async def faulty_proxy(kinesalite_url: str) -> AsyncIterator[FaultyKinesisProxy]:
+    seen: set[str] = set()
+
+    def fail_a_third_once(record: dict[str, Any]) -> bool:
+        key = record["PartitionKey"]
+        first_time = key not in seen
+        seen.add(key)
+        return first_time and int(key, 16) % 3 == 0
+
+    proxy = await FaultyKinesisProxy(kinesalite_url, fail_a_third_once).start()
+    yield proxy
+    await proxy.close()
+
+
+async def test_partially_failed_put_records_are_resent_once_each(
+    start_tracker: StartTracker,
+    faulty_proxy: FaultyKinesisProxy,
+    redis_url: str,
+    kinesalite_url: str,
+    event_stream: str,
+) -> None:
+    await write_programs(redis_url, STANDARD)
+    client = await start_tracker(AWS_ENDPOINT_URL_KINESIS=faulty_proxy.url)
+    for _ in range(200):
+        assert (await client.get("/v1/pixel", params={"program": "live"})).status == 200
+    events = await wait_for_events(kinesalite_url, event_stream, 200)
+    counts = Counter(e.message_id for e in events)
+    assert len(counts) == 200
+    assert max(counts.values()) == 1
+    assert faulty_proxy.failed_entries > 30
+    metrics = client.app[CORE].metrics.registry
+    assert metrics.get_sample_value("tracker_ship_retried_entries_total") == (
+        faulty_proxy.failed_entries
+    )
+    assert metrics.get_sample_value("tracker_ship_events_shipped_total") == 200
+
+
+async def test_full_buffer_answers_but_counts_drops_and_turns_unready(
+    start_tracker: StartTracker, redis_url: str
+) -> None:
+    await write_programs(redis_url, STANDARD)
+    client = await start_tracker(
+        SHIP_BUFFER_MAX_EVENTS="5", SHIP_LINGER_MS="10000", SHIP_MAX_IN_FLIGHT="1"
+    )
+    for _ in range(8):
+        response = await client.get("/v1/pixel", params={"program": "live"})
+        assert response.status == 200
+    metrics = client.app[CORE].metrics.registry
+    assert metrics.get_sample_value("tracker_events_dropped_total", {"reason": "buffer_full"}) == 3
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert "shipping" in (await ready.json())["problems"]
+
+
+async def test_sigterm_drains_every_buffered_event(
+    tracker_env: dict[str, str], redis_url: str, kinesalite_url: str, event_stream: str
+) -> None:
+    await write_programs(redis_url, STANDARD)
+    port = free_port()
+    # A long linger keeps the events in the buffer until SIGTERM forces the drain.
+    env = {
+        **os.environ,
+        **tracker_env,
+        "TRACKER_HOST": "127.0.0.1",
+        "TRACKER_PORT": str(port),
+        "SHIP_LINGER_MS": "8000",
+        "LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 (waited on in a thread below)
+        [sys.executable, "-m", "tracker", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        await asyncio.to_thread(wait_for_port, port, 20.0, process)
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/v1/pixel?program=live"
+            for _ in range(300):
+                async with session.get(url) as response:
+                    assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output.decode()
+    assert b'"events_lost": 0' in output
+    events = await wait_for_events(kinesalite_url, event_stream, 300, timeout=5)
+    assert len({e.message_id for e in events}) == len(events) == 300
+
+
+async def test_backlog_keeps_more_than_one_put_in_flight(
+    start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
+) -> None:
+    await write_programs(redis_url, STANDARD)
+    concurrent = 0
+    peak = 0
+    gate = asyncio.Event()
+
+    async def slow_policy_probe() -> None:
+        await wait_until(lambda: peak >= 2, timeout=10, what="two PutRecords in flight")
+        gate.set()
+
+    proxy = FaultyKinesisProxy(kinesalite_url, lambda record: False)
+    original = proxy._forward
+
+    async def counting_forward(request: Any, body: Any) -> Any:
+        nonlocal concurrent, peak
+        target = request.headers.get("X-Amz-Target", "")
+        if not target.endswith(".PutRecords"):
+            return await original(request, body)
+        concurrent += 1
+        peak = max(peak, concurrent)
+        try:
+            await asyncio.wait_for(gate.wait(), timeout=10)
+            return await original(request, body)
+        finally:
+            concurrent -= 1
+
+    proxy._forward = counting_forward  # type: ignore[method-assign]
+    await proxy.start()
+    try:
+        client = await start_tracker(AWS_ENDPOINT_URL_KINESIS=proxy.url, SHIP_LINGER_MS="1")
+        probe = asyncio.create_task(slow_policy_probe())
+        for _ in range(3):
+            for _ in range(20):
+                await client.get("/v1/pixel", params={"program": "live"})
+            await asyncio.sleep(0.05)
+        await probe
+        events = await wait_for_events(kinesalite_url, event_stream, 60)
+        assert len(events) == 60
+        assert peak >= 2
+    finally:
+        await proxy.close()
