@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class SettingsError(ValueError):
@@ -36,7 +36,7 @@ class EnvReader:
     def name(self, key: str, default: str) -> str:
         """A stream, table or channel name: letters, digits, dot, dash, underscore."""
         value = self.text(key, default)
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise SettingsError(
                 f"{key}: {value!r} is not a valid name ([A-Za-z0-9._-], 1-128 chars)"
             )
@@ -92,14 +92,22 @@ class EnvReader:
 
 
 def check_url(key: str, value: str, schemes: tuple[str, ...]) -> None:
-    """Raise SettingsError unless value is an absolute URL with one of the schemes and a host."""
+    """Raise SettingsError unless value is an absolute URL with one of the schemes and a host
+    (a path for unix sockets), free of whitespace and control characters.
+
+    urlsplit silently drops CR, LF and TAB, so they are refused before it sees the value: such a
+    URL would otherwise pass here and break every Location header it is written into.
+    """
+    if not value.isprintable() or any(ch.isspace() for ch in value):
+        raise SettingsError(f"{key}: {value!r} contains whitespace or control characters")
     try:
         parts = urlsplit(value)
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         port_ok = False
         parts = urlsplit("")
-    if parts.scheme not in schemes or not parts.hostname or not port_ok:
+    located = bool(parts.path) if parts.scheme == "unix" else bool(parts.hostname)
+    if parts.scheme not in schemes or not located or not port_ok:
         raise SettingsError(f"{key}: {value!r} is not a valid {'/'.join(schemes)} URL")
 
 

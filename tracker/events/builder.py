@@ -18,7 +18,7 @@ MAX_PARAMS = 16
 MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
 RESERVED_PARAMS = frozenset({"program", "customer"})
-_PARAM_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+_PARAM_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 TrackingEvent = pb.TrackingEvent
 
@@ -32,7 +32,7 @@ def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The query parameters worth keeping: well-formed keys, bounded count and lengths."""
     kept: dict[str, str] = {}
     for key, value in items:
-        if key in RESERVED_PARAMS or key in kept or not _PARAM_KEY.match(key):
+        if key in RESERVED_PARAMS or key in kept or not _PARAM_KEY.fullmatch(key):
             continue
         kept[key] = value[:MAX_PARAM_VALUE]
         if len(kept) == MAX_PARAMS:

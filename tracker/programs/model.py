@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-PROGRAM_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PROGRAM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_TEXT = 1024
 MAX_URL = 2048
 INT32_MAX = 2**31 - 1
@@ -73,7 +73,7 @@ ProgramUpdate = Program | ProgramDeletion
 
 
 def is_program_id(value: str) -> bool:
-    return PROGRAM_ID.match(value) is not None
+    return PROGRAM_ID.fullmatch(value) is not None
 
 
 def parse_update_json(raw: bytes | str) -> ProgramUpdate:
