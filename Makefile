@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := infra/local/node_modules/.installed
-PROTO_SRC := proto/tracking/v1/tracking.proto
+PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
 .PHONY: install proto proto-check lint typecheck test check run clean

@@ -31,12 +31,12 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
     Events: partition `program_id`, sort `event_key` = `{timestamp_ms:013d}#{message_id}`, so the
     analyst's common query, one program's events in a time range, is one Query, and a record
     delivered twice writes the same item. Dead letters by `record_id` (stream/shard/sequence),
-    leases by `shard_id`.
+    leases by `lease_key` = `{stream}/{shard id}` (one table serves both streams).
     """
     return {
         settings.events_table: _keyed(("program_id", "HASH"), ("event_key", "RANGE")),
         settings.dead_letter_table: _keyed(("record_id", "HASH")),
-        settings.lease_table: _keyed(("shard_id", "HASH")),
+        settings.lease_table: _keyed(("lease_key", "HASH")),
     }
 
 

@@ -9,11 +9,12 @@ def anonymize_ip(address: str | None) -> str:
     """IPv4 with the last octet zeroed, IPv6 reduced to its first 48 bits; '' when unparseable."""
     if not address:
         return ""
-    if address.count(".") == 3 and ":" not in address:
-        head, _, tail = address.rpartition(".")
-        # Cheap path for the common case; ipaddress validates only if the shape looks odd.
-        if tail.isdigit() and len(tail) <= 3 and head.replace(".", "").isdigit():
-            return head + ".0"
+    octets = address.split(".")
+    if len(octets) == 4 and ":" not in address:
+        # The common case without ipaddress's cost; anything odd is refused, not guessed at.
+        if all(_is_octet(octet) for octet in octets):
+            return f"{octets[0]}.{octets[1]}.{octets[2]}.0"
+        return ""
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -22,3 +23,13 @@ def anonymize_ip(address: str | None) -> str:
         return anonymize_ip(str(parsed.ipv4_mapped))
     prefix = 24 if parsed.version == 4 else 48
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
+
+
+def _is_octet(text: str) -> bool:
+    return (
+        0 < len(text) <= 3
+        and text.isascii()
+        and text.isdigit()
+        and int(text) <= 255
+        and (text == "0" or text[0] != "0")
+    )

@@ -65,6 +65,10 @@ class EventBuffer:
             self._full_batch.clear()
         return batch
 
+    def wake(self) -> None:
+        """End a linger early (shutdown): the shipper takes whatever is waiting."""
+        self._full_batch.set()
+
     async def wait_nonempty(self) -> None:
         await self._nonempty.wait()
 

@@ -50,7 +50,6 @@ class Shipper:
         self._in_flight_entries = 0
         self._rng = rng or random.Random()
         self._closing = False
-        self.retrying_since: float | None = None
 
     @property
     def pending(self) -> int:
@@ -77,25 +76,30 @@ class Shipper:
         self._slots.release()
 
     async def _send(self, batch: list[Entry]) -> None:
-        self._in_flight_entries += len(batch)
+        pending = batch
+        self._in_flight_entries += len(pending)
         try:
-            pending = batch
             attempt = 0
             while pending:
-                pending = await self._put_once(pending)
+                remaining = await self._put_once(pending)
+                self._in_flight_entries -= len(pending) - len(remaining)
+                pending = remaining
                 if pending:
-                    self.retrying_since = self.retrying_since or time.monotonic()
                     self._metrics.retried_entries.inc(len(pending))
                     await asyncio.sleep(backoff_delay(attempt, self._rng))
                     attempt += 1
-            if attempt:
-                self.retrying_since = None
         finally:
-            self._in_flight_entries -= len(batch)
+            self._in_flight_entries -= len(pending)
 
     async def _put_once(self, entries: list[Entry]) -> list[Entry]:
         started = time.perf_counter()
-        failed = await self._sink.put(entries)
+        try:
+            failed = await self._sink.put(entries)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("record sink raised; retrying the whole batch")
+            failed = list(range(len(entries)))
         self._metrics.put_latency.observe(time.perf_counter() - started)
         self._metrics.batch_records.observe(len(entries))
         self._metrics.shipped.inc(len(entries) - len(failed))
@@ -113,6 +117,7 @@ class Shipper:
     async def drain(self, runner: asyncio.Task[None], deadline: float) -> int:
         """Stop lingering, ship everything left within `deadline` seconds; return events lost."""
         self._closing = True
+        self._buffer.wake()
         try:
             async with asyncio.timeout(deadline):
                 await self._until_idle()

@@ -20,6 +20,10 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
 
+# What redis-py's HGETALL returns (bytes) or what a caller builds by hand (str).
+RedisHash = Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]
+
+
 class ProgramFormatError(ValueError):
     """A program object or hash is malformed; the message says which field."""
 
@@ -109,7 +113,7 @@ def parse_program(obj: Mapping[str, Any]) -> Program:
     )
 
 
-def parse_redis_hash(fields: Mapping[bytes | str, bytes | str]) -> Program | None:
+def parse_redis_hash(fields: RedisHash) -> Program | None:
     """A program from its Redis hash (every value a string); None for a deletion tombstone."""
     decoded = {_str(key): _str(value) for key, value in fields.items()}
     if decoded.get("deleted") == "true":

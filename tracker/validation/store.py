@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from tracker.programs.model import Program, ProgramFormatError, parse_redis_hash
+from tracker.programs.model import Program, ProgramFormatError, RedisHash, parse_redis_hash
 from tracker.programs.redis_writer import program_key
 from tracker.validation.cache import UNKNOWN, Absent
 
@@ -72,7 +71,7 @@ class ProgramStore:
         return {pid: _decode(pid, fields) for pid, fields in zip(program_ids, results, strict=True)}
 
 
-def _decode(program_id: str, fields: Mapping[bytes | str, bytes | str]) -> Program | Absent:
+def _decode(program_id: str, fields: RedisHash) -> Program | Absent:
     if not fields:
         return UNKNOWN
     try:

@@ -1,0 +1,297 @@
+"""Unit tests for tracker.events.anonymize and tracker.events.builder."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tracker.events.anonymize import anonymize_ip
+from tracker.events.builder import (
+    MAX_HEADER_TEXT,
+    MAX_PARAM_VALUE,
+    MAX_PARAMS,
+    EventFactory,
+    extra_params,
+    new_message_id,
+)
+from tracker.programs.model import Program
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.schema.tracking.v1.tracking_pb2 import TrackingEvent
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+# --- anonymize_ip ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("192.168.17.42", "192.168.17.0"),
+        ("8.8.8.8", "8.8.8.0"),
+        ("10.0.0.0", "10.0.0.0"),
+        ("255.255.255.255", "255.255.255.0"),
+        ("0.0.0.0", "0.0.0.0"),
+    ],
+)
+def test_ipv4_last_octet_zeroed(address: str, expected: str) -> None:
+    assert anonymize_ip(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("2001:db8:abcd:1234:5678:9abc:def0:1234", "2001:db8:abcd::"),
+        ("2001:db8:abcd:ffff::1", "2001:db8:abcd::"),
+        ("2001:0db8:00ab:0001::", "2001:db8:ab::"),
+        ("::1", "::"),
+        ("fe80::1%eth0", "fe80::"),
+        ("2001:db8::", "2001:db8::"),
+    ],
+)
+def test_ipv6_keeps_48_bits(address: str, expected: str) -> None:
+    assert anonymize_ip(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("::ffff:203.0.113.77", "203.0.113.0"),
+        ("::ffff:cb00:714d", "203.0.113.0"),
+        ("::FFFF:10.1.2.3", "10.1.2.0"),
+    ],
+)
+def test_ipv4_mapped_ipv6_is_treated_as_ipv4(address: str, expected: str) -> None:
+    assert anonymize_ip(address) == expected
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        None,
+        "",
+        "garbage",
+        "1.2.3",
+        "1.2.3.4.5",
+        "1.2.3.x",
+        "a.b.c.d",
+        "1.2.3.4 ",
+        "1.2.3.256x",
+        "2001:db8:::1",
+        "::ffff:1.2.3",
+        "unix:/tmp/socket",
+        "1.2.3.4, 5.6.7.8",
+    ],
+)
+def test_garbage_is_empty(address: str | None) -> None:
+    assert anonymize_ip(address) == ""
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["999.999.999.999", "1..2.3", "01.2.3.4", "\u0661.\u0662.\u0663.\u0664", "1" * 300 + ".2.3.4"],
+)
+def test_malformed_dotted_quads_are_empty(address: str) -> None:
+    assert anonymize_ip(address) == ""
+
+
+def test_anonymized_ipv4_never_contains_the_last_octet() -> None:
+    for last in range(1, 256):
+        assert anonymize_ip(f"198.51.100.{last}") == "198.51.100.0"
+
+
+# --- extra_params ----------------------------------------------------------------------------
+
+
+def test_extra_params_keeps_well_formed_pairs_in_order() -> None:
+    kept = extra_params([("utm_source", "news"), ("sub.id", "7"), ("a-b", "")])
+    assert kept == {"utm_source": "news", "sub.id": "7", "a-b": ""}
+    assert list(kept) == ["utm_source", "sub.id", "a-b"]
+
+
+def test_extra_params_at_most_16() -> None:
+    items = [(f"k{i}", str(i)) for i in range(40)]
+    kept = extra_params(items)
+    assert len(kept) == MAX_PARAMS == 16
+    assert kept == {f"k{i}": str(i) for i in range(16)}
+
+
+def test_extra_params_bad_keys_do_not_use_up_the_budget() -> None:
+    items = [("bad key", "x")] * 30 + [(f"k{i}", "v") for i in range(20)]
+    kept = extra_params(items)
+    assert kept == {f"k{i}": "v" for i in range(16)}
+
+
+@pytest.mark.parametrize("reserved", ["program", "customer"])
+def test_extra_params_drops_reserved_keys(reserved: str) -> None:
+    assert extra_params([(reserved, "p1"), ("x", "1")]) == {"x": "1"}
+
+
+def test_extra_params_reserved_keys_are_case_sensitive() -> None:
+    assert extra_params([("Program", "p1")]) == {"Program": "p1"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "k" * 33, "a b", "a/b", "a=b", "caf\u00e9", "a\nb", "<script>", "a;b", "a%20b"],
+)
+def test_extra_params_drops_bad_keys(key: str) -> None:
+    assert extra_params([(key, "v"), ("ok", "1")]) == {"ok": "1"}
+
+
+def test_extra_params_drops_key_with_trailing_newline() -> None:
+    # re.match with '$' would accept it: '$' also matches before a final newline
+    assert extra_params([("utm\n", "v")]) == {}
+
+
+def test_extra_params_key_length_edge() -> None:
+    assert extra_params([("k" * 32, "v")]) == {"k" * 32: "v"}
+
+
+def test_extra_params_values_cut_to_256() -> None:
+    kept = extra_params([("long", "v" * 1000), ("edge", "e" * 256), ("short", "s")])
+    assert kept["long"] == "v" * MAX_PARAM_VALUE
+    assert MAX_PARAM_VALUE == 256
+    assert kept["edge"] == "e" * 256
+    assert kept["short"] == "s"
+
+
+def test_extra_params_first_value_of_a_repeated_key_wins() -> None:
+    assert extra_params([("k", "first"), ("k", "second")]) == {"k": "first"}
+
+
+def test_extra_params_empty() -> None:
+    assert extra_params([]) == {}
+
+
+# --- message ids and EventFactory ------------------------------------------------------------
+
+
+def test_message_ids_are_unique_32_hex() -> None:
+    ids = [new_message_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(HEX32.fullmatch(i) for i in ids)
+
+
+PROGRAM = Program(
+    program_id="summer",
+    program_name="Summer sale",
+    customer_id=42,
+    customer_name="ACME",
+    checksum="abc123",
+    valid=True,
+    version=3,
+    landing_url="https://shop.example.com/",
+)
+
+
+def build(factory: EventFactory | None = None, **overrides: object) -> tuple[str, bytes]:
+    kwargs: dict[str, object] = {
+        "event_type": pb.CLICK,
+        "validation": pb.OK,
+        "program_id": "summer",
+        "program": PROGRAM,
+        "timestamp_ms": 1_700_000_000_123,
+        "user_agent": "Mozilla/5.0",
+        "referer": "https://news.example.com/",
+        "client_ip": "203.0.113.0",
+        "requested_customer_id": 42,
+        "params": {"utm_source": "news", "sub": "7"},
+    }
+    kwargs.update(overrides)
+    return (factory or EventFactory("tracker-a")).build(**kwargs)  # type: ignore[arg-type]
+
+
+def test_build_carries_every_field() -> None:
+    message_id, data = build()
+    event = TrackingEvent.FromString(data)
+    assert HEX32.fullmatch(message_id)
+    assert event.programid == "summer"
+    assert event.checksum == "abc123"
+    assert event.customer_id == 42
+    assert event.user_agent == "Mozilla/5.0"
+    assert event.program_name == "Summer sale"
+    assert event.customer_name == "ACME"
+    assert event.is_valid is True
+    assert event.message_id == message_id
+    assert event.event_type == pb.CLICK
+    assert event.timestamp_ms == 1_700_000_000_123
+    assert event.validation == pb.OK
+    assert event.client_ip_anonymized == "203.0.113.0"
+    assert event.referer == "https://news.example.com/"
+    assert dict(event.params) == {"utm_source": "news", "sub": "7"}
+    assert event.tracker_instance == "tracker-a"
+    assert event.requested_customer_id == 42
+    # every field declared in the schema was checked above
+    assert {f.name for f in TrackingEvent.DESCRIPTOR.fields} == {
+        "programid",
+        "checksum",
+        "customer_id",
+        "user_agent",
+        "program_name",
+        "customer_name",
+        "is_valid",
+        "message_id",
+        "event_type",
+        "timestamp_ms",
+        "validation",
+        "client_ip_anonymized",
+        "referer",
+        "params",
+        "tracker_instance",
+        "requested_customer_id",
+    }
+
+
+@pytest.mark.parametrize(
+    "validation",
+    [pb.UNKNOWN_PROGRAM, pb.INACTIVE, pb.OUTSIDE_WINDOW, pb.CUSTOMER_MISMATCH, pb.UNVERIFIED],
+)
+def test_is_valid_only_for_ok(validation: int) -> None:
+    event = TrackingEvent.FromString(build(validation=validation)[1])
+    assert event.validation == validation
+    assert event.is_valid is False
+
+
+@pytest.mark.parametrize("event_type", [pb.IMPRESSION, pb.CLICK, pb.EVENT])
+def test_event_type_is_recorded(event_type: int) -> None:
+    assert TrackingEvent.FromString(build(event_type=event_type)[1]).event_type == event_type
+
+
+def test_build_without_program_leaves_program_fields_empty() -> None:
+    _, data = build(program=None, program_id="ghost", validation=pb.UNKNOWN_PROGRAM)
+    event = TrackingEvent.FromString(data)
+    assert event.programid == "ghost"
+    assert event.checksum == ""
+    assert event.customer_id == 0
+    assert event.program_name == ""
+    assert event.customer_name == ""
+    assert event.is_valid is False
+
+
+def test_build_without_customer_parameter_records_zero() -> None:
+    event = TrackingEvent.FromString(build(requested_customer_id=None)[1])
+    assert event.requested_customer_id == 0
+
+
+def test_build_cuts_header_texts() -> None:
+    _, data = build(EventFactory("i" * 2000), user_agent="u" * 5000, referer="r" * 5000, params={})
+    event = TrackingEvent.FromString(data)
+    assert event.user_agent == "u" * MAX_HEADER_TEXT
+    assert event.referer == "r" * MAX_HEADER_TEXT
+    assert event.tracker_instance == "i" * MAX_HEADER_TEXT
+    assert MAX_HEADER_TEXT == 512
+
+
+def test_build_message_ids_are_unique_per_event() -> None:
+    factory = EventFactory("tracker-a")
+    results = [build(factory) for _ in range(500)]
+    ids = [mid for mid, _ in results]
+    assert len(set(ids)) == 500
+    assert all(HEX32.fullmatch(mid) for mid in ids)
+    assert all(TrackingEvent.FromString(data).message_id == mid for mid, data in results)
+
+
+def test_build_handles_non_ascii_text() -> None:
+    event = TrackingEvent.FromString(build(user_agent="Bj\u00f6rk \U0001f600", params={})[1])
+    assert event.user_agent == "Bj\u00f6rk \U0001f600"
