@@ -12,9 +12,10 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from tracker.events import shipper as shipper_module
+from tracker import backoff as backoff_module
+from tracker.backoff import MAX_BACKOFF, backoff_delay
 from tracker.events.buffer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, EventBuffer
-from tracker.events.shipper import MAX_BACKOFF, Shipper, backoff_delay
+from tracker.events.shipper import Shipper
 from tracker.events.sink import KinesisSink
 from tracker.metrics import TrackerMetrics
 
@@ -250,7 +251,7 @@ class FakeSink:
 
 @pytest.fixture
 def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shipper_module, "BASE_BACKOFF", 0.0005)
+    monkeypatch.setattr(backoff_module, "BASE_BACKOFF", 0.0005)
 
 
 def sample(metrics: TrackerMetrics, name: str, labels: dict[str, str] | None = None) -> float:

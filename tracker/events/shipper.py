@@ -15,19 +15,12 @@ import logging
 import random
 import time
 
+from tracker.backoff import backoff_delay
 from tracker.events.buffer import MAX_BATCH_RECORDS, Entry, EventBuffer
 from tracker.events.sink import RecordSink
 from tracker.metrics import TrackerMetrics
 
 log = logging.getLogger(__name__)
-
-BASE_BACKOFF = 0.05
-MAX_BACKOFF = 5.0
-
-
-def backoff_delay(attempt: int, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return rng.uniform(0, min(MAX_BACKOFF, BASE_BACKOFF * 2 ** min(attempt, 16)))
 
 
 class Shipper:
