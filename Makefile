@@ -7,7 +7,7 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck test check run clean
+.PHONY: install proto proto-check lint typecheck test check run show clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -45,6 +45,12 @@ check: proto-check lint typecheck test
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
 	$(BIN)/python -m tracker.devstack
+
+# A program's newest events in the DynamoDB of a running `make run` stack.
+PROGRAM ?= demo-shoes
+show: $(STAMP)
+	@test -f .stack/env || { echo "no local stack: start it with make run"; exit 1; }
+	@set -a && . ./.stack/env && set +a && LOG_LEVEL=WARNING $(BIN)/consumers show $(PROGRAM)
 
 clean:
 	rm -rf $(VENV) infra/local/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -20,6 +20,8 @@ from tracker.devstack.processes import (
 )
 
 DEMO_PROGRAMS = REPO_ROOT / "infra" / "local" / "programs.json"
+# The settings that point a shell at the running stack: `make show` and the README use it.
+ENV_FILE = REPO_ROOT / ".stack" / "env"
 
 
 def _port(name: str, default: int) -> int:
@@ -32,9 +34,12 @@ class LocalStack:
         self.kinesis_port = _port("LOCAL_KINESIS_PORT", 4567)
         self.dynamodb_port = _port("LOCAL_DYNAMODB_PORT", 4569)
         self.tracker_port = _port("TRACKER_PORT", 8080)
+        self.events_metrics_port = _port("LOCAL_EVENTS_METRICS_PORT", 9101)
+        self.programs_metrics_port = _port("LOCAL_PROGRAMS_METRICS_PORT", 9102)
         self.env = {
             **os.environ,
             "TRACKER_HOST": os.environ.get("TRACKER_HOST", LOOPBACK),
+            "CONSUMER_METRICS_HOST": LOOPBACK,
             **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
         }
         self.started: list[ManagedProcess] = []
@@ -60,6 +65,9 @@ class LocalStack:
 
     def _start_all(self) -> None:
         print("[stack] starting redis-server, kinesalite, moto server", flush=True)
+        ENV_FILE.parent.mkdir(exist_ok=True)
+        stack_env = emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port)
+        ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in stack_env.items()))
         for process in (
             redis_server(self.redis_port),
             kinesalite(self.kinesis_port),
@@ -68,6 +76,19 @@ class LocalStack:
             self.started.append(process.start())
         self._step("consumers", "init")
         self._step("tracker", "programs", "load", str(DEMO_PROGRAMS))
+        for kind, port in (
+            ("events", self.events_metrics_port),
+            ("programs", self.programs_metrics_port),
+        ):
+            env = {**self.env, "CONSUMER_METRICS_PORT": str(port)}
+            consumer = ManagedProcess(
+                f"consumers {kind}",
+                [*self._command("consumers"), kind],
+                port,
+                env=env,
+                output=sys.stdout.buffer,
+            )
+            self.started.append(consumer.start())
         tracker = ManagedProcess(
             "tracker",
             [*self._command("tracker"), "serve"],
@@ -94,6 +115,7 @@ class LocalStack:
   curl -i '{base}/event/demo-shoes'
   curl -s '{base}/readyz'
   curl -s '{base}/metrics' | grep ^tracker_
+  make show PROGRAM=demo-shoes    # its events in DynamoDB, a few seconds later
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
 """,

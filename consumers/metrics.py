@@ -1,0 +1,58 @@
+"""Prometheus metrics of one consumer process, served on CONSUMER_METRICS_PORT."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+BATCH_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class ConsumerMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.records = Counter("consumer_records", "Kinesis records processed", registry=r)
+        self.events_written = Counter(
+            "consumer_events_written",
+            "Events written to DynamoDB (including re-deliveries)",
+            registry=r,
+        )
+        self.programs_applied = Counter(
+            "consumer_program_updates", "Program updates by result", ["result"], registry=r
+        )
+        self.dead_letters = Counter(
+            "consumer_dead_letters", "Records sent to the dead-letter table", registry=r
+        )
+        self.unprocessed_retried = Counter(
+            "consumer_unprocessed_items_retried",
+            "BatchWriteItem UnprocessedItems re-sent",
+            registry=r,
+        )
+        self.write_errors = Counter(
+            "consumer_write_errors", "Failed DynamoDB or Redis calls (retried)", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "consumer_batch_seconds",
+            "Time to persist one GetRecords batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.leases_held = Gauge(
+            "consumer_leases_held", "Shard leases this worker holds", registry=r
+        )
+        self.leases_lost = Counter(
+            "consumer_leases_lost", "Leases taken over by another worker while held", registry=r
+        )
+        self.iterator_age = Gauge(
+            "consumer_iterator_age_milliseconds",
+            "MillisBehindLatest per shard",
+            ["shard"],
+            registry=r,
+        )

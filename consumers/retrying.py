@@ -1,0 +1,39 @@
+"""Retrying a call with backoff: forever in a worker (nothing may be skipped), bounded in Lambda."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
+
+from tracker.backoff import backoff_delay
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# What a storage call can fail with that is worth trying again.
+TRANSIENT = (BotoCoreError, ClientError, RedisError, OSError, TimeoutError)
+
+
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    max_attempts: int | None,
+    on_error: Callable[[], None] = lambda: None,
+) -> T:
+    """Await operation() until it succeeds; re-raise after max_attempts (None: never give up)."""
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except TRANSIENT as exc:
+            attempt += 1
+            on_error()
+            if max_attempts is not None and attempt >= max_attempts:
+                raise
+            log.warning("%s failed, retrying", what, extra={"error": str(exc), "attempt": attempt})
+            await asyncio.sleep(backoff_delay(attempt))

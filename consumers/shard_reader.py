@@ -1,0 +1,110 @@
+"""Reading one leased shard: GetRecords, hand the batch to the processor, then checkpoint.
+
+The checkpoint moves only after the processor has stored the batch, so a crash re-reads at most
+the batch in hand (at-least-once; the writes are idempotent). A checkpoint that fails its
+condition means another worker holds the shard now, and this reader stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumers.leases import SHARD_END, TRIM_HORIZON, HeldLease
+from consumers.metrics import ConsumerMetrics
+from consumers.records import RecordProcessor, StreamRecord
+from tracker.backoff import backoff_delay
+
+if TYPE_CHECKING:
+    from types_aiobotocore_kinesis import KinesisClient
+
+log = logging.getLogger(__name__)
+
+GET_RECORDS_LIMIT = 1000
+
+
+class ShardReader:
+    def __init__(
+        self,
+        kinesis: KinesisClient,
+        stream: str,
+        held: HeldLease,
+        processor: RecordProcessor,
+        metrics: ConsumerMetrics,
+        poll_seconds: float,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._kinesis = kinesis
+        self._stream = stream
+        self._held = held
+        self._processor = processor
+        self._metrics = metrics
+        self._poll = poll_seconds
+        self._stopping = stopping
+        self._age = metrics.iterator_age.labels(held.shard_id)
+
+    async def run(self) -> None:
+        """Process until the shard ends or the worker stops; LeaseLostError ends it at once."""
+        iterator: str | None = await self._iterator()
+        failures = 0
+        while iterator is not None and not self._stopping.is_set():
+            try:
+                iterator = await self._step(iterator)
+                failures = 0
+            except (BotoCoreError, ClientError) as exc:
+                failures += 1
+                log.warning(
+                    "GetRecords failed, retrying from the checkpoint",
+                    extra={"shard": self._held.shard_id, "error": str(exc)},
+                )
+                await self._pause(backoff_delay(failures))
+                iterator = await self._iterator()
+        if iterator is None:
+            await self._held.checkpoint(SHARD_END)
+            log.info("shard finished", extra={"shard": self._held.shard_id})
+
+    async def _step(self, iterator: str) -> str | None:
+        page = await self._kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+        records = page["Records"]
+        if records:
+            batch = [
+                StreamRecord(r["SequenceNumber"], r["PartitionKey"], r["Data"]) for r in records
+            ]
+            await self._processor.process(self._held.shard_id, batch)
+            await self._held.checkpoint(batch[-1].sequence_number)
+        self._age.set(page.get("MillisBehindLatest", 0))
+        next_iterator = page.get("NextShardIterator")
+        if next_iterator is not None and not records:
+            await self._pause(self._poll)
+        return next_iterator
+
+    async def _iterator(self) -> str:
+        checkpoint = self._held.lease.checkpoint
+        kwargs: dict[str, Any] = {"StreamName": self._stream, "ShardId": self._held.shard_id}
+        if checkpoint == TRIM_HORIZON:
+            kwargs["ShardIteratorType"] = TRIM_HORIZON
+        else:
+            kwargs |= {
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                "StartingSequenceNumber": checkpoint,
+            }
+        attempt = 0
+        while True:
+            try:
+                return (await self._kinesis.get_shard_iterator(**kwargs))["ShardIterator"]
+            except (BotoCoreError, ClientError) as exc:
+                attempt += 1
+                log.warning(
+                    "GetShardIterator failed, retrying",
+                    extra={"shard": self._held.shard_id, "error": str(exc)},
+                )
+                await asyncio.sleep(backoff_delay(attempt))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the worker stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)

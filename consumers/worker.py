@@ -1,0 +1,95 @@
+"""Running a consumer worker: clients, leases, readers, metrics endpoint and signal handling.
+
+SIGTERM or SIGINT: every reader finishes the batch in hand and checkpoints it, leases are
+released so that other workers take the shards over at once, and the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+import redis.asyncio as redis
+from prometheus_client import start_http_server
+
+from consumers.aws import open_clients
+from consumers.coordinator import Coordinator
+from consumers.dead_letters import DeadLetterTable
+from consumers.events_processor import EventsProcessor
+from consumers.events_writer import EventsWriter
+from consumers.leases import HeldLease, LeaseTable
+from consumers.metrics import ConsumerMetrics
+from consumers.programs_processor import ProgramsProcessor
+from consumers.records import RecordProcessor
+from consumers.settings import ConsumerSettings
+from consumers.shard_reader import ShardReader
+from tracker.programs.redis_writer import ProgramWriter
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_kinesis import KinesisClient
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: ConsumerSettings, kind: str) -> None:
+    """Run the `events` or `programs` worker until SIGTERM/SIGINT."""
+    metrics = ConsumerMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, settings.metrics_host, metrics.registry)
+    async with AsyncExitStack() as stack:
+        kinesis, dynamodb = await open_clients(settings, stack)
+        dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics)
+        if kind == "events":
+            stream = settings.event_stream
+            processor: RecordProcessor = EventsProcessor(
+                stream,
+                EventsWriter(dynamodb, settings.events_table, metrics),
+                dead_letters,
+                metrics,
+                settings.events_ttl_days,
+            )
+        else:
+            stream = settings.program_stream
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_connect_timeout=5, socket_timeout=10
+            )
+            stack.push_async_callback(client.aclose)
+            processor = ProgramsProcessor(
+                stream, ProgramWriter(client, settings.program_channel), dead_letters, metrics
+            )
+        coordinator = _coordinator(settings, stream, kinesis, dynamodb, processor, metrics)
+        _stop_on_signals(coordinator)
+        log.info(
+            "consumer started",
+            extra={"kind": kind, "stream": stream, "worker": settings.leases.worker_id},
+        )
+        await coordinator.run()
+    log.info("consumer stopped", extra={"kind": kind})
+
+
+def _coordinator(
+    settings: ConsumerSettings,
+    stream: str,
+    kinesis: KinesisClient,
+    dynamodb: DynamoDBClient,
+    processor: RecordProcessor,
+    metrics: ConsumerMetrics,
+) -> Coordinator:
+    def start_reader(held: HeldLease, stopping: asyncio.Event) -> asyncio.Task[None]:
+        reader = ShardReader(
+            kinesis, stream, held, processor, metrics, settings.poll_seconds, stopping
+        )
+        return asyncio.create_task(reader.run(), name=f"shard-{held.shard_id}")
+
+    table = LeaseTable(dynamodb, settings.lease_table, stream)
+    return Coordinator(kinesis, stream, table, settings.leases, metrics, start_reader)
+
+
+def _stop_on_signals(coordinator: Coordinator) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, coordinator.stop)
