@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as redis
 from aiobotocore.session import get_session
 
+from tests.support.consumers import scan_table
 from tests.support.kinesis import create_stream, read_records, wait_for_events
 from tests.support.programs import STANDARD, program, write_programs
 from tracker.devstack.processes import free_port, wait_for_port
@@ -205,7 +206,7 @@ async def test_two_workers_share_the_port_and_both_drain(
     assert {e.tracker_instance.rsplit("-", 1)[-1] for e in events} == {"w0", "w1"}
 
 
-async def test_local_stack_serves_the_demo_programs_and_stops_cleanly() -> None:
+async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: Path) -> None:
     ports = {
         name: str(free_port())
         for name in (
@@ -213,9 +214,11 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly() -> None:
             "LOCAL_KINESIS_PORT",
             "LOCAL_DYNAMODB_PORT",
             "TRACKER_PORT",
+            "LOCAL_EVENTS_METRICS_PORT",
+            "LOCAL_PROGRAMS_METRICS_PORT",
         )
     }
-    env = {**os.environ, **ports, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **ports, "LOG_LEVEL": "WARNING", "LOCAL_STACK_DIR": str(tmp_path)}
     process = subprocess.Popen(  # noqa: ASYNC220 (waited on in a thread below)
         [sys.executable, "-m", "tracker.devstack"],
         env=env,
@@ -237,6 +240,15 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly() -> None:
             f"http://127.0.0.1:{ports['LOCAL_KINESIS_PORT']}", "tracking-events", 2
         )
         assert sorted(e.programid for e in events) == ["demo-paused", "demo-shoes"]
+        # ... and the consumers put them in DynamoDB.
+        dynamodb = f"http://127.0.0.1:{ports['LOCAL_DYNAMODB_PORT']}"
+        for _ in range(100):
+            items = await scan_table(dynamodb, "tracking-events")
+            if len(items) == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert sorted(item["program_id"]["S"] for item in items) == ["demo-paused", "demo-shoes"]
+        assert (tmp_path / "env").read_text().count("=") == 6
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.to_thread(process.communicate, timeout=60)
     finally:

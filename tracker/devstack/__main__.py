@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 from tracker.devstack.processes import (
@@ -21,7 +22,7 @@ from tracker.devstack.processes import (
 
 DEMO_PROGRAMS = REPO_ROOT / "infra" / "local" / "programs.json"
 # The settings that point a shell at the running stack: `make show` and the README use it.
-ENV_FILE = REPO_ROOT / ".stack" / "env"
+ENV_FILE = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")) / "env"
 
 
 def _port(name: str, default: int) -> int:

@@ -1,0 +1,115 @@
+"""Consumer test support: fresh streams and tables, producing events, reading items back."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import Any
+
+from aiobotocore.session import get_session
+
+from consumers.provision import provision
+from consumers.settings import ConsumerSettings
+from tests.support.kinesis import kinesis_client
+from tracker.events.builder import EventFactory
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+
+def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int) -> dict[str, str]:
+    """Settings for consumers on their own stream and tables, with short lease timings."""
+    suffix = os.urandom(4).hex()
+    return {
+        "AWS_ENDPOINT_URL_KINESIS": kinesalite_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "REDIS_URL": redis_url,
+        "EVENT_STREAM": f"events-{suffix}",
+        "PROGRAM_STREAM": f"programs-{suffix}",
+        "PROGRAM_CHANNEL": "program-updates",
+        "EVENTS_TABLE": f"events-{suffix}",
+        "DEAD_LETTER_TABLE": f"dead-{suffix}",
+        "LEASE_TABLE": f"leases-{suffix}",
+        "EVENT_STREAM_SHARDS": str(shards),
+        "LEASE_DURATION_SECONDS": "3",
+        "SHARD_DISCOVERY_SECONDS": "1",
+        "CONSUMER_POLL_MS": "100",
+        "CONSUMER_METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+async def provisioned(env: dict[str, str]) -> ConsumerSettings:
+    settings = ConsumerSettings.from_env(env)
+    await provision(settings)
+    return settings
+
+
+def make_events(count: int, program_id: str = "p1") -> list[bytes]:
+    factory = EventFactory("test-producer")
+    now_ms = int(time.time() * 1000)
+    return [
+        factory.build(
+            event_type=pb.IMPRESSION,
+            validation=pb.OK,
+            program_id=program_id,
+            program=None,
+            timestamp_ms=now_ms + i,
+            user_agent="ua",
+            referer="",
+            client_ip="10.0.0.0",
+            requested_customer_id=None,
+            params={},
+        )[1]
+        for i in range(count)
+    ]
+
+
+async def put_records(
+    endpoint: str, stream: str, payloads: list[bytes], keys: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Put payloads on the stream, spread over shards by random partition keys."""
+    results: list[dict[str, Any]] = []
+    async with kinesis_client(endpoint) as client:
+        for start in range(0, len(payloads), 500):
+            chunk = payloads[start : start + 500]
+            chunk_keys = keys[start : start + 500] if keys else [os.urandom(8).hex() for _ in chunk]
+            answer = await client.put_records(
+                StreamName=stream,
+                Records=[
+                    {"Data": d, "PartitionKey": k} for d, k in zip(chunk, chunk_keys, strict=True)
+                ],
+            )
+            assert answer.get("FailedRecordCount", 0) == 0
+            results.extend(answer["Records"])  # type: ignore[arg-type]
+    return results
+
+
+async def scan_table(endpoint: str, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    async with get_session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url=endpoint
+    ) as dynamodb:
+        kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+        while True:
+            page = await dynamodb.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+async def stored_message_ids(endpoint: str, table: str) -> Counter[str]:
+    """How many items each message_id has in the events table."""
+    return Counter(item["message_id"]["S"] for item in await scan_table(endpoint, table))
+
+
+def message_ids(payloads: list[bytes]) -> set[str]:
+    ids = set()
+    for data in payloads:
+        event = pb.TrackingEvent()
+        event.ParseFromString(data)
+        ids.add(event.message_id)
+    return ids
