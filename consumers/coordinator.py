@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Within ECS's default 30 s between SIGTERM and SIGKILL.
+SHUTDOWN_SECONDS = 20.0
 ReaderFactory = Callable[[HeldLease, asyncio.Event], "asyncio.Task[None]"]
 
 
@@ -201,9 +203,16 @@ class Coordinator:
         self._metrics.leases_held.set(len(self._held))
 
     async def _shutdown(self) -> None:
+        """Readers finish their batch in hand; one stuck on a dead backend is cancelled after
+        SHUTDOWN_SECONDS (its batch is re-read by the next owner: nothing is lost)."""
         self._stopping.set()
         held = list(self._held.values())
-        await asyncio.gather(*(task for _, task in held), return_exceptions=True)
+        tasks = [task for _, task in held]
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         for lease, _ in held:
             with contextlib.suppress(LeaseLostError, BotoCoreError, ClientError):
                 await lease.release()

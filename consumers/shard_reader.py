@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumers.leases import SHARD_END, TRIM_HORIZON, HeldLease
+from consumers.leases import SHARD_END, TRIM_HORIZON, HeldLease, LeaseLostError
 from consumers.metrics import ConsumerMetrics
 from consumers.records import RecordProcessor, StreamRecord
 from tracker.backoff import backoff_delay
@@ -48,7 +48,13 @@ class ShardReader:
         self._age = metrics.iterator_age.labels(held.shard_id)
 
     async def run(self) -> None:
-        """Process until the shard ends or the worker stops; LeaseLostError ends it at once."""
+        """Process until the shard ends, the worker stops or the lease is lost."""
+        try:
+            await self._read()
+        except LeaseLostError:
+            log.info("lease lost: stopped reading", extra={"shard": self._held.shard_id})
+
+    async def _read(self) -> None:
         iterator: str | None = await self._iterator()
         failures = 0
         while iterator is not None and not self._stopping.is_set():
