@@ -23,6 +23,9 @@ _PROGRAM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_TIMESTAMP_MS = 10**13  # year 2286: anything larger is not a real receive time
 DAY_SECONDS = 86_400
+# The tracker bounds every field; its events stay below 16 KiB. Anything far larger is foreign
+# and could exceed DynamoDB's 400 KB item limit, which would block the shard on retries.
+MAX_EVENT_BYTES = 64 * 1024
 
 
 class EventFormatError(ValueError):
@@ -30,6 +33,8 @@ class EventFormatError(ValueError):
 
 
 def decode_event(data: bytes) -> pb.TrackingEvent:
+    if len(data) > MAX_EVENT_BYTES:
+        raise EventFormatError(f"{len(data)} bytes: larger than any event the tracker writes")
     event = pb.TrackingEvent()
     try:
         event.ParseFromString(data)

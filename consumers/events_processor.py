@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from consumers.dead_letters import DeadLetter, DeadLetterTable
 from consumers.event_items import EventFormatError, Item, decode_event, event_item
-from consumers.events_writer import EventsWriter
+from consumers.events_writer import EventsWriter, item_key
 from consumers.metrics import ConsumerMetrics
 from consumers.records import StreamRecord
 from tracker.events.kpl import AggregationError, deaggregate
@@ -33,16 +33,29 @@ class EventsProcessor:
         started = time.perf_counter()
         items: list[Item] = []
         letters: list[DeadLetter] = []
+        # Where each item came from, in case DynamoDB refuses it outright.
+        origins: dict[tuple[str, str], DeadLetter] = {}
         for record in records:
-            self._decode(shard_id, record, items, letters)
-        await asyncio.gather(
+            self._decode(shard_id, record, items, letters, origins)
+        rejected, *_ = await asyncio.gather(
             self._writer.write(items), *(self._dead_letters.put(letter) for letter in letters)
+        )
+        await asyncio.gather(
+            *(
+                self._dead_letters.put(origins[item_key(r.item)]._replace(error=r.reason))
+                for r in rejected
+            )
         )
         self._metrics.records.inc(len(records))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def _decode(
-        self, shard_id: str, record: StreamRecord, items: list[Item], letters: list[DeadLetter]
+        self,
+        shard_id: str,
+        record: StreamRecord,
+        items: list[Item],
+        letters: list[DeadLetter],
+        origins: dict[tuple[str, str], DeadLetter],
     ) -> None:
         try:
             user_records = deaggregate(record.data, record.partition_key)
@@ -50,13 +63,18 @@ class EventsProcessor:
             letters.append(self._letter(shard_id, record, record.data, str(exc)))
             return
         for index, user_record in enumerate(user_records):
+            sub_index = index if len(user_records) > 1 else None
             try:
-                items.append(event_item(decode_event(user_record.data), self._ttl_days))
+                item = event_item(decode_event(user_record.data), self._ttl_days)
             except EventFormatError as exc:
-                sub_index = index if len(user_records) > 1 else None
                 letters.append(
                     self._letter(shard_id, record, user_record.data, str(exc), sub_index)
                 )
+                continue
+            items.append(item)
+            origins[item_key(item)] = self._letter(
+                shard_id, record, user_record.data, "", sub_index
+            )
 
     def _letter(
         self,

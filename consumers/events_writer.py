@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
+
+from botocore.exceptions import ClientError
 
 from consumers.event_items import Item
 from consumers.metrics import ConsumerMetrics
-from consumers.retrying import with_retries
+from consumers.retrying import is_permanent, with_retries
 from tracker.backoff import backoff_delay
 
 if TYPE_CHECKING:
@@ -21,6 +23,15 @@ if TYPE_CHECKING:
 
 BATCH_LIMIT = 25  # DynamoDB BatchWriteItem limit
 CONCURRENT_BATCHES = 4
+
+
+class Rejected(NamedTuple):
+    item: Item
+    reason: str
+
+
+def item_key(item: Item) -> tuple[str, str]:
+    return item["program_id"]["S"], item["event_key"]["S"]
 
 
 class UnprocessedItemsError(Exception):
@@ -41,25 +52,54 @@ class EventsWriter:
         self._max_attempts = max_attempts
         self._slots = asyncio.Semaphore(CONCURRENT_BATCHES)
 
-    async def write(self, items: Sequence[Item]) -> None:
-        """Write every item; return only when DynamoDB has accepted all of them."""
-        unique = list({(i["program_id"]["S"], i["event_key"]["S"]): i for i in items}.values())
+    async def write(self, items: Sequence[Item]) -> list[Rejected]:
+        """Write every item; return only when DynamoDB has accepted all of them, except those it
+        refuses outright (an item DynamoDB can never store, e.g. over 400 KB): those come back
+        with the reason, for the dead-letter table."""
+        unique = list({item_key(i): i for i in items}.values())
         chunks = [unique[n : n + BATCH_LIMIT] for n in range(0, len(unique), BATCH_LIMIT)]
-        await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
-        self._metrics.events_written.inc(len(unique))
+        results = await asyncio.gather(*(self._write_chunk(chunk) for chunk in chunks))
+        rejected = [r for chunk_rejected in results for r in chunk_rejected]
+        self._metrics.events_written.inc(len(unique) - len(rejected))
+        return rejected
 
-    async def _write_chunk(self, chunk: list[Item]) -> None:
+    async def _write_chunk(self, chunk: list[Item]) -> list[Rejected]:
         requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
         attempt = 0
         async with self._slots:
             while requests:
-                requests = await self._batch_write(requests)
+                try:
+                    requests = await self._batch_write(requests)
+                except ClientError as exc:
+                    if not is_permanent(exc):
+                        raise
+                    # One bad item fails the whole call: find it by writing them one by one
+                    # (those already written are written again, which changes nothing).
+                    return await self._write_singly(chunk)
                 if requests:
                     attempt += 1
-                    self._metrics.unprocessed_retried.inc(len(requests))
                     if self._max_attempts is not None and attempt >= self._max_attempts:
                         raise UnprocessedItemsError(f"{len(requests)} items still unprocessed")
+                    self._metrics.unprocessed_retried.inc(len(requests))
                     await asyncio.sleep(backoff_delay(attempt))
+        return []
+
+    async def _write_singly(self, items: list[Item]) -> list[Rejected]:
+        rejected: list[Rejected] = []
+        for item in items:
+            try:
+                await self._put_one(item)
+            except ClientError as exc:
+                if not is_permanent(exc):
+                    raise
+                rejected.append(Rejected(item, str(exc)))
+        return rejected
+
+    async def _put_one(self, item: Item) -> None:
+        async def put() -> None:
+            await self._dynamodb.put_item(TableName=self._table, Item=item)
+
+        await with_retries(put, "PutItem", self._max_attempts, self._metrics.write_errors.inc)
 
     async def _batch_write(self, requests: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef]:
         """One BatchWriteItem (whole-call errors retried); the requests DynamoDB left over."""

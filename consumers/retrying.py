@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 
 # What a storage call can fail with that is worth trying again.
 TRANSIENT = (BotoCoreError, ClientError, RedisError, OSError, TimeoutError)
+# Refusals that no retry can change: the request itself is wrong (an item over 400 KB, say).
+PERMANENT_CODES = frozenset({"ValidationException", "SerializationException"})
+
+
+def is_permanent(exc: BaseException) -> bool:
+    if not isinstance(exc, ClientError):
+        return False
+    return exc.response.get("Error", {}).get("Code") in PERMANENT_CODES
 
 
 async def with_retries(
@@ -31,6 +39,8 @@ async def with_retries(
         try:
             return await operation()
         except TRANSIENT as exc:
+            if is_permanent(exc):
+                raise
             attempt += 1
             on_error()
             if max_attempts is not None and attempt >= max_attempts:

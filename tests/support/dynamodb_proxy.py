@@ -1,0 +1,155 @@
+"""A fault-injecting HTTP proxy in front of moto's DynamoDB.
+
+moto never answers BatchWriteItem with UnprocessedItems, so this proxy makes them: for each
+BatchWriteItem call it withholds the write requests that `should_withhold` picks, forwards the rest
+to moto, and answers with the withheld ones in `UnprocessedItems` (merged with whatever moto left
+unprocessed), exactly as DynamoDB reports requests it did not get to. It can also answer whole
+BatchWriteItem calls with HTTP 400 ProvisionedThroughputExceededException (`throttle_calls`).
+And it can refuse, as DynamoDB refuses an item over 400 KB, every BatchWriteItem or PutItem that
+carries an item `refuse` picks, with HTTP 400 ValidationException. Every other call passes through
+unchanged.
+
+Real DynamoDB fails the whole call with ProvisionedThroughputExceededException when it can process
+none of the items; this proxy answers with every request in UnprocessedItems instead (the other
+shape a client must handle), and `throttle_calls` gives the whole-call failure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+WriteRequest = dict[str, Any]
+WithholdPolicy = Callable[[WriteRequest], bool]
+CONTENT_TYPE = "application/x-amz-json-1.0"
+THROTTLED = {
+    "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+    "message": "The level of configured provisioned throughput for the table was exceeded "
+    "(injected by the test proxy)",
+}
+
+
+TOO_BIG = {
+    "__type": "com.amazon.coral.validate#ValidationException",
+    "message": "Item size has exceeded the maximum allowed size (injected by the test proxy)",
+}
+
+
+def never(_request: WriteRequest) -> bool:
+    return False
+
+
+def always(_request: WriteRequest) -> bool:
+    return True
+
+
+def request_key(request: WriteRequest) -> str:
+    """A stable identity for one write request (its item's JSON, keys sorted)."""
+    body = request.get("PutRequest", {}).get("Item") or request.get("DeleteRequest", {}).get("Key")
+    return json.dumps(body, sort_keys=True)
+
+
+class FaultyDynamoDBProxy:
+    def __init__(self, upstream: str, should_withhold: WithholdPolicy = never) -> None:
+        self.upstream = upstream
+        self.should_withhold = should_withhold
+        self.refuse: WithholdPolicy = never
+        self.refused_calls = 0
+        self.throttle_calls = 0  # answer this many coming BatchWriteItem calls with a 400
+        self.withheld_requests = 0
+        self.throttled_calls = 0
+        self.batch_calls = 0
+        self.forwarded_requests = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> FaultyDynamoDBProxy:
+        self._session = aiohttp.ClientSession()
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_route("POST", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        target = request.headers.get("X-Amz-Target", "")
+        if target.endswith(".PutItem"):
+            return await self._put_item(request, body)
+        if target.endswith(".BatchWriteItem"):
+            return await self._batch_write(request, body)
+        return await self._forward(request, body)
+
+    async def _put_item(self, request: web.Request, body: bytes) -> web.Response:
+        if self.refuse({"PutRequest": {"Item": json.loads(body)["Item"]}}):
+            return self._refused()
+        return await self._forward(request, body)
+
+    async def _batch_write(self, request: web.Request, body: bytes) -> web.Response:
+        writes = [w for requests in json.loads(body)["RequestItems"].values() for w in requests]
+        if any(self.refuse(write) for write in writes):
+            return self._refused()
+        self.batch_calls += 1
+        if self.throttle_calls > 0:
+            self.throttle_calls -= 1
+            self.throttled_calls += 1
+            return web.Response(status=400, body=json.dumps(THROTTLED), content_type=CONTENT_TYPE)
+        payload = json.loads(body)
+        forwarded: dict[str, list[WriteRequest]] = {}
+        withheld: dict[str, list[WriteRequest]] = {}
+        for table, requests in payload["RequestItems"].items():
+            for write in requests:
+                side = withheld if self.should_withhold(write) else forwarded
+                side.setdefault(table, []).append(write)
+        self.withheld_requests += sum(len(r) for r in withheld.values())
+        self.forwarded_requests += sum(len(r) for r in forwarded.values())
+        answer: dict[str, Any] = {"UnprocessedItems": {}}
+        if forwarded:
+            upstream = await self._forward(
+                request, json.dumps({**payload, "RequestItems": forwarded})
+            )
+            if upstream.status != 200:
+                return upstream  # a real error from moto goes back unchanged
+            assert upstream.body is not None
+            answer = json.loads(upstream.body)  # type: ignore[arg-type]
+            answer.setdefault("UnprocessedItems", {})
+        unprocessed: dict[str, list[WriteRequest]] = answer["UnprocessedItems"]
+        for table, requests in withheld.items():
+            unprocessed.setdefault(table, []).extend(requests)
+        return web.Response(body=json.dumps(answer), content_type=CONTENT_TYPE)
+
+    def _refused(self) -> web.Response:
+        self.refused_calls += 1
+        return web.Response(status=400, body=json.dumps(TOO_BIG), content_type=CONTENT_TYPE)
+
+    async def _forward(self, request: web.Request, body: bytes | str) -> web.Response:
+        """Pass the call to moto. Only Content-Type comes back: a copied x-amz-crc32 header would
+        not match a body this proxy rewrites."""
+        assert self._session is not None
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with self._session.post(
+            self.upstream + request.path, data=body, headers=headers
+        ) as upstream:
+            content = await upstream.read()
+            return web.Response(
+                status=upstream.status,
+                body=content,
+                headers={"Content-Type": upstream.headers.get("Content-Type", CONTENT_TYPE)},
+            )
