@@ -4,7 +4,8 @@
 const kinesalite = require('kinesalite')
 
 const port = Number(process.argv[2] || 4567)
-const server = kinesalite({ createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100 })
+// A high shard limit: the test suite creates a fresh stream per test in one emulator.
+const server = kinesalite({ createStreamMs: 50, deleteStreamMs: 50, updateStreamMs: 50, shardLimit: 100000 })
 
 server.listen(port, '127.0.0.1', (err) => {
   if (err) throw err
