@@ -210,15 +210,7 @@ async def test_split_shard_children_are_read_after_their_parent(
     stream = settings.event_stream
     payloads = make_events(60)
     await put_records(kinesalite_url, stream, payloads[:30], [f"parent-{i}" for i in range(30)])
-    async with kinesis_client(kinesalite_url) as kinesis:
-        await kinesis.split_shard(
-            StreamName=stream, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127)
-        )
-        for _ in range(100):
-            summary = await kinesis.describe_stream_summary(StreamName=stream)
-            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
-                break
-            await asyncio.sleep(0.05)
+    await split_first_shard(kinesalite_url, stream)
     await put_records(kinesalite_url, stream, payloads[30:], [f"child-{i}" for i in range(30)])
     recorder = RecordingProcessor()
     async with _coordinator(settings, kinesalite_url, moto_url, recorder) as coordinator:
@@ -238,6 +230,38 @@ async def test_split_shard_children_are_read_after_their_parent(
     leases = {i["shard_id"]["S"]: i for i in await scan_table(moto_url, settings.lease_table)}
     assert leases["shardId-000000000000"]["checkpoint"]["S"] == "SHARD_END"
     assert set(leases["shardId-000000000001"]["parents"]["SS"]) == {"shardId-000000000000"}
+
+
+async def test_a_split_while_running_is_discovered_and_read_in_order(
+    kinesalite_url: str, moto_url: str, redis_url: str
+) -> None:
+    settings = await provisioned(consumer_env(kinesalite_url, moto_url, redis_url, shards=1))
+    stream = settings.event_stream
+    payloads = make_events(40)
+    recorder = RecordingProcessor()
+    async with _coordinator(settings, kinesalite_url, moto_url, recorder) as coordinator:
+        await put_records(kinesalite_url, stream, payloads[:20], [f"parent-{i}" for i in range(20)])
+        await wait_until(lambda: len(recorder.seen) == 20, timeout=30, what="parent records")
+        await split_first_shard(kinesalite_url, stream)
+        await put_records(kinesalite_url, stream, payloads[20:], [f"child-{i}" for i in range(20)])
+        await wait_until(lambda: len(recorder.seen) == 40, timeout=30, what="child records")
+        assert [key for _, key in recorder.seen[:20]] == [f"parent-{i}" for i in range(20)]
+        assert all(shard != "shardId-000000000000" for shard, _ in recorder.seen[20:])
+        children = ["shardId-000000000001", "shardId-000000000002"]
+        await wait_until(lambda: coordinator.held_shards == children, what="children held")
+
+
+async def split_first_shard(kinesalite_url: str, stream: str) -> None:
+    async with kinesis_client(kinesalite_url) as kinesis:
+        await kinesis.split_shard(
+            StreamName=stream, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**127)
+        )
+        for _ in range(100):
+            summary = await kinesis.describe_stream_summary(StreamName=stream)
+            if summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the split stream did not become active")
 
 
 class _coordinator:  # noqa: N801 (used as `async with _coordinator(...)`)
