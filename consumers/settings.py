@@ -60,7 +60,7 @@ class ConsumerSettings:
 
 
 def _lease_settings(env: EnvReader) -> LeaseSettings:
-    duration = env.number("LEASE_DURATION_SECONDS", 15, minimum=1, maximum=600)
+    duration = env.number("LEASE_DURATION_SECONDS", 10, minimum=1, maximum=600)
     return LeaseSettings(
         worker_id=env.text("CONSUMER_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"),
         duration_seconds=duration,
