@@ -18,6 +18,7 @@ from aiobotocore.session import get_session
 from tests.support.consumers import scan_table
 from tests.support.kinesis import create_stream, read_records, wait_for_events
 from tests.support.programs import STANDARD, program, write_programs
+from tests.support.tracker_process import tracker_process
 from tracker.devstack.processes import free_port, wait_for_port
 
 
@@ -167,39 +168,18 @@ async def test_two_workers_share_the_port_and_both_drain(
     tracker_env: dict[str, str], redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, STANDARD)
-    port = free_port()
-    env = {
-        **os.environ,
-        **tracker_env,
-        "TRACKER_PORT": str(port),
-        "TRACKER_HOST": "127.0.0.1",
-        "TRACKER_WORKERS": "2",
-        "SHIP_LINGER_MS": "5000",
-        "LOG_LEVEL": "INFO",
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 (waited on in a thread below)
-        [sys.executable, "-m", "tracker", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        await asyncio.to_thread(wait_for_port, port, 30.0, process)
+    env = {**tracker_env, "TRACKER_WORKERS": "2", "SHIP_LINGER_MS": "5000", "LOG_LEVEL": "INFO"}
+    async with tracker_process(env) as tracker:
         await asyncio.sleep(1.0)  # the second worker may bind a moment after the first
         for _ in range(100):
             # A new connection per request lets the kernel spread them over both workers.
             async with (
                 aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{port}/v1/pixel?program=live") as response,
+                session.get(f"{tracker.base_url}/v1/pixel?program=live") as response,
             ):
                 assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=40)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output.decode()
+        returncode, output = await tracker.terminate(timeout=40)
+    assert returncode == 0, output.decode()
     assert output.count(b'"msg": "event buffer drained"') == 2
     events = await wait_for_events(kinesalite_url, event_stream, 100, timeout=5)
     assert len({e.message_id for e in events}) == len(events) == 100

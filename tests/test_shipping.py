@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from tests.conftest import StartTracker
 from tests.support.kinesis import wait_for_events
 from tests.support.kinesis_proxy import FaultyKinesisProxy
 from tests.support.programs import STANDARD, write_programs
+from tests.support.proxy import EmulatorProxy
+from tests.support.tracker_process import tracker_process
 from tests.support.waiting import wait_until
 from tracker.app import CORE
-from tracker.devstack.processes import free_port, wait_for_port
 
 pytestmark = pytest.mark.usefixtures("redis_proc")
 
@@ -84,81 +82,54 @@ async def test_sigterm_drains_every_buffered_event(
     tracker_env: dict[str, str], redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, STANDARD)
-    port = free_port()
     # A long linger keeps the events in the buffer until SIGTERM forces the drain.
-    env = {
-        **os.environ,
-        **tracker_env,
-        "TRACKER_HOST": "127.0.0.1",
-        "TRACKER_PORT": str(port),
-        "SHIP_LINGER_MS": "8000",
-        "LOG_LEVEL": "INFO",
-    }
-    process = subprocess.Popen(  # noqa: ASYNC220 (waited on in a thread below)
-        [sys.executable, "-m", "tracker", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        await asyncio.to_thread(wait_for_port, port, 20.0, process)
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}/v1/pixel?program=live"
-            for _ in range(300):
-                async with session.get(url) as response:
-                    assert response.status == 200
-        process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output.decode()
+    env = {**tracker_env, "SHIP_LINGER_MS": "8000", "LOG_LEVEL": "INFO"}
+    async with tracker_process(env) as tracker, aiohttp.ClientSession() as session:
+        for _ in range(300):
+            async with session.get(f"{tracker.base_url}/v1/pixel?program=live") as response:
+                assert response.status == 200
+        returncode, output = await tracker.terminate(timeout=30)
+    assert returncode == 0, output.decode()
     assert b'"events_lost": 0' in output
     events = await wait_for_events(kinesalite_url, event_stream, 300, timeout=5)
     assert len({e.message_id for e in events}) == len(events) == 300
+
+
+class GatedKinesisProxy(EmulatorProxy):
+    """Holds every PutRecords call until `gate` opens, counting how many wait at once."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.gate = asyncio.Event()
+        self.waiting = 0
+        self.peak = 0
+
+    async def handle(self, request: web.Request, target: str, body: bytes) -> web.Response:
+        if not target.endswith(".PutRecords"):
+            return await self.forward(request, body)
+        self.waiting += 1
+        self.peak = max(self.peak, self.waiting)
+        try:
+            await asyncio.wait_for(self.gate.wait(), timeout=10)
+            return await self.forward(request, body)
+        finally:
+            self.waiting -= 1
 
 
 async def test_backlog_keeps_more_than_one_put_in_flight(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, STANDARD)
-    concurrent = 0
-    peak = 0
-    gate = asyncio.Event()
-
-    async def slow_policy_probe() -> None:
-        await wait_until(lambda: peak >= 2, timeout=10, what="two PutRecords in flight")
-        gate.set()
-
-    proxy = FaultyKinesisProxy(kinesalite_url, lambda record: False)
-    original = proxy._forward
-
-    async def counting_forward(request: Any, body: Any) -> Any:
-        nonlocal concurrent, peak
-        target = request.headers.get("X-Amz-Target", "")
-        if not target.endswith(".PutRecords"):
-            return await original(request, body)
-        concurrent += 1
-        peak = max(peak, concurrent)
-        try:
-            await asyncio.wait_for(gate.wait(), timeout=10)
-            return await original(request, body)
-        finally:
-            concurrent -= 1
-
-    proxy._forward = counting_forward  # type: ignore[method-assign]
-    await proxy.start()
+    proxy = await GatedKinesisProxy(kinesalite_url).start()
     try:
         client = await start_tracker(AWS_ENDPOINT_URL_KINESIS=proxy.url, SHIP_LINGER_MS="1")
-        probe = asyncio.create_task(slow_policy_probe())
         for _ in range(3):
             for _ in range(20):
                 await client.get("/v1/pixel", params={"program": "live"})
             await asyncio.sleep(0.05)
-        await probe
+        await wait_until(lambda: proxy.peak >= 2, timeout=10, what="two PutRecords in flight")
+        proxy.gate.set()
         events = await wait_for_events(kinesalite_url, event_stream, 60)
         assert len(events) == 60
-        assert peak >= 2
     finally:
         await proxy.close()

@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+
+from tests.support.proxy import EmulatorProxy
 
 WriteRequest = dict[str, Any]
 WithholdPolicy = Callable[[WriteRequest], bool]
@@ -53,9 +54,9 @@ def request_key(request: WriteRequest) -> str:
     return json.dumps(body, sort_keys=True)
 
 
-class FaultyDynamoDBProxy:
+class FaultyDynamoDBProxy(EmulatorProxy):
     def __init__(self, upstream: str, should_withhold: WithholdPolicy = never) -> None:
-        self.upstream = upstream
+        super().__init__(upstream)
         self.should_withhold = should_withhold
         self.refuse: WithholdPolicy = never
         self.refused_calls = 0
@@ -64,41 +65,18 @@ class FaultyDynamoDBProxy:
         self.throttled_calls = 0
         self.batch_calls = 0
         self.forwarded_requests = 0
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
-    async def start(self) -> FaultyDynamoDBProxy:
-        self._session = aiohttp.ClientSession()
-        app = web.Application(client_max_size=32 * 1024 * 1024)
-        app.router.add_route("POST", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        target = request.headers.get("X-Amz-Target", "")
+    async def handle(self, request: web.Request, target: str, body: bytes) -> web.Response:
         if target.endswith(".PutItem"):
             return await self._put_item(request, body)
         if target.endswith(".BatchWriteItem"):
             return await self._batch_write(request, body)
-        return await self._forward(request, body)
+        return await self.forward(request, body)
 
     async def _put_item(self, request: web.Request, body: bytes) -> web.Response:
         if self.refuse({"PutRequest": {"Item": json.loads(body)["Item"]}}):
             return self._refused()
-        return await self._forward(request, body)
+        return await self.forward(request, body)
 
     async def _batch_write(self, request: web.Request, body: bytes) -> web.Response:
         writes = [w for requests in json.loads(body)["RequestItems"].values() for w in requests]
@@ -120,7 +98,7 @@ class FaultyDynamoDBProxy:
         self.forwarded_requests += sum(len(r) for r in forwarded.values())
         answer: dict[str, Any] = {"UnprocessedItems": {}}
         if forwarded:
-            upstream = await self._forward(
+            upstream = await self.forward(
                 request, json.dumps({**payload, "RequestItems": forwarded})
             )
             if upstream.status != 200:
@@ -136,20 +114,3 @@ class FaultyDynamoDBProxy:
     def _refused(self) -> web.Response:
         self.refused_calls += 1
         return web.Response(status=400, body=json.dumps(TOO_BIG), content_type=CONTENT_TYPE)
-
-    async def _forward(self, request: web.Request, body: bytes | str) -> web.Response:
-        """Pass the call to moto. Only Content-Type comes back: a copied x-amz-crc32 header would
-        not match a body this proxy rewrites."""
-        assert self._session is not None
-        headers = {
-            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
-        }
-        async with self._session.post(
-            self.upstream + request.path, data=body, headers=headers
-        ) as upstream:
-            content = await upstream.read()
-            return web.Response(
-                status=upstream.status,
-                body=content,
-                headers={"Content-Type": upstream.headers.get("Content-Type", CONTENT_TYPE)},
-            )
