@@ -328,3 +328,13 @@ def test_check_url_rejects_malformed_urls(url: str) -> None:
 def test_name_with_a_newline_is_refused(value: str) -> None:
     with pytest.raises(SettingsError, match=r"^EVENT_STREAM:"):
         TrackerSettings.from_env({"EVENT_STREAM": value})
+
+
+def test_redis_password_is_folded_into_the_url() -> None:
+    env = {"REDIS_URL": "rediss://cache.example:6379/0", "REDIS_PASSWORD": "p@ss/word"}
+    assert TrackerSettings.from_env(env).redis_url == "rediss://:p%40ss%2Fword@cache.example:6379/0"
+
+
+def test_a_password_in_the_url_wins_over_redis_password() -> None:
+    env = {"REDIS_URL": "redis://:inline@cache.example:6379/0", "REDIS_PASSWORD": "other"}
+    assert TrackerSettings.from_env(env).redis_url == "redis://:inline@cache.example:6379/0"

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from tracker.envconfig import LOG_LEVELS, EnvReader, aws_endpoints
 
@@ -86,9 +87,16 @@ class TrackerSettings:
 
 
 def redis_url(env: EnvReader) -> str:
+    """REDIS_URL, with REDIS_PASSWORD (e.g. an ElastiCache AUTH token injected from a secret
+    store) folded in when the URL carries none."""
     url = env.url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss", "unix"))
     assert url is not None  # a default is given
-    return url
+    password = env.optional_text("REDIS_PASSWORD")
+    parts = urlsplit(url)
+    if password is None or parts.password is not None or parts.scheme == "unix":
+        return url
+    netloc = f":{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _cache_settings(env: EnvReader) -> CacheSettings:
