@@ -7,7 +7,7 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck test check run show clean
+.PHONY: install proto proto-check lint typecheck test check run show clean docker-lint cfn-lint lock
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -40,7 +40,26 @@ typecheck: $(STAMP)
 test: install
 	$(BIN)/pytest
 
-check: proto-check lint typecheck test
+# No Docker engine needed: hadolint reads the Dockerfiles, docker-compose (Debian's package)
+# resolves the compose file, every profile included.
+docker-lint: $(STAMP)
+	$(BIN)/hadolint Dockerfile infra/local/Dockerfile.kinesalite
+	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install docker-compose"; exit 3; }
+	docker-compose --profile load config --quiet
+
+cfn-lint: $(STAMP)
+	$(BIN)/cfn-lint infra/cloudformation/*.yaml
+
+# Re-pin the image's runtime dependencies (requirements.lock) from pyproject's lower bounds.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	{ echo "# Runtime dependencies of the image, pinned (the Dockerfile installs exactly these)."; \
+	  echo "# Regenerate: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude adtracker; } > requirements.lock
+	rm -rf .lock-venv
+
+check: proto-check lint typecheck docker-lint cfn-lint test
 
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
