@@ -1,0 +1,78 @@
+"""HTTP benchmark cases: each measures a target against the baseline, interleaved A/B/A/B so that
+drift of the machine (thermal, other load) falls on both sides alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from statistics import median
+from typing import Any
+
+from bench.hey import HeyResult, run_hey
+from bench.procstat import cpu_seconds, rss_mb
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: str
+    concurrency: int
+    workers: int
+    expected_status: int = 200
+
+
+@dataclass
+class Measured:
+    case: Case
+    target: list[HeyResult]
+    baseline: list[HeyResult]
+    tracker_cpu_seconds: float
+    tracker_rss_mb: float
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        rps = median(r.requests_per_second for r in self.target)
+        base_rps = median(r.requests_per_second for r in self.baseline)
+        p99 = median(r.p99_ms for r in self.target)
+        base_p99 = median(r.p99_ms for r in self.baseline)
+        total_requests = sum(sum(r.responses.values()) for r in self.target)
+        return {
+            **asdict(self.case),
+            "rps": round(rps),
+            "p50_ms": round(median(r.p50_ms for r in self.target), 2),
+            "p99_ms": round(p99, 2),
+            "errors": sum(r.non_2xx(self.case.expected_status) for r in self.target),
+            "baseline_rps": round(base_rps),
+            "baseline_p99_ms": round(base_p99, 2),
+            "baseline_errors": sum(r.non_2xx() for r in self.baseline),
+            "ratio_rps": round(rps / base_rps, 3),
+            "ratio_p99": round(p99 / base_p99, 2) if base_p99 else None,
+            "tracker_cpu_us_per_request": round(1e6 * self.tracker_cpu_seconds / total_requests, 1)
+            if total_requests
+            else None,
+            "tracker_rss_mb": round(self.tracker_rss_mb, 1),
+        }
+
+
+def measure(
+    case: Case,
+    tracker_url: str,
+    baseline_url: str,
+    tracker_pid: int,
+    rounds: int,
+    seconds: float,
+    pause: Callable[[], None],
+) -> Measured:
+    """A/B/A/B... `rounds` times; the tracker's CPU is counted over its own runs and the
+    shipping that follows them."""
+    target: list[HeyResult] = []
+    baseline: list[HeyResult] = []
+    cpu = 0.0
+    for _ in range(rounds):
+        baseline.append(run_hey(baseline_url + "/v1/pixel", case.concurrency, seconds=seconds))
+        pause()
+        before = cpu_seconds(tracker_pid)
+        target.append(run_hey(tracker_url + case.path, case.concurrency, seconds=seconds))
+        pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
+        cpu += cpu_seconds(tracker_pid) - before
+    return Measured(case, target, baseline, cpu, rss_mb(tracker_pid), seconds)

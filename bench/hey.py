@@ -1,0 +1,61 @@
+"""Running `hey` and reading its summary."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+
+HEY_TIMEOUT_MARGIN = 60
+
+
+@dataclass(frozen=True)
+class HeyResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    responses: dict[int, int]
+    errors: int
+
+    def non_2xx(self, expected: int = 200) -> int:
+        return sum(n for status, n in self.responses.items() if status != expected) + self.errors
+
+
+def run_hey(
+    url: str, concurrency: int, *, seconds: float | None = None, requests: int | None = None
+) -> HeyResult:
+    """Load `url` for `seconds` (or `requests` in all) with `concurrency` workers, no redirects."""
+    argv = ["hey", "-c", str(concurrency), "-disable-redirects"]
+    if seconds is not None:
+        argv += ["-z", f"{seconds}s"]
+        budget = seconds + HEY_TIMEOUT_MARGIN
+    else:
+        argv += ["-n", str(requests)]
+        budget = 600
+    completed = subprocess.run(
+        [*argv, url], capture_output=True, text=True, check=True, timeout=budget
+    )
+    return parse(completed.stdout)
+
+
+def parse(text: str) -> HeyResult:
+    rps = float(_search(r"Requests/sec:\s+([\d.]+)", text))
+    p50 = float(_search(r"50%+ in ([\d.]+) secs", text)) * 1000
+    p99 = float(_search(r"99%+ in ([\d.]+) secs", text)) * 1000
+    responses = {
+        int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)
+    }
+    errors_block = text.split("Error distribution:", 1)
+    errors = (
+        sum(int(n) for n in re.findall(r"\[(\d+)\]", errors_block[1]))
+        if len(errors_block) > 1
+        else 0
+    )
+    return HeyResult(rps, p50, p99, responses, errors)
+
+
+def _search(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"hey output lacks {pattern!r}:\n{text[-2000:]}")
+    return match.group(1)

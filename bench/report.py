@@ -1,0 +1,89 @@
+"""Writing a benchmark run as JSON, a Markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+
+def write_reports(report: dict[str, Any], directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "latest.md").write_text(markdown(report))
+    chart(report["http"], directory / "latest.png")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        f"Run {report['started']} on {machine['cores']} cores ({machine['cpu']}), Python "
+        f"{machine['python']}; {report['rounds']} x {report['seconds_per_run']:.0f} s per side, "
+        "interleaved tracker/baseline.",
+        "",
+        "| case | c | workers | tracker req/s | baseline req/s | ratio | p50 ms | p99 ms | "
+        "baseline p99 ms | p99 ratio | non-2xx | CPU us/req | RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["http"]:
+        lines.append(
+            f"| {row['name']} | {row['concurrency']} | {row['workers']} | {row['rps']:,} | "
+            f"{row['baseline_rps']:,} | {row['ratio_rps']:.2f} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | {row['baseline_p99_ms']} | {row['ratio_p99']} | "
+            f"{row['errors']} | {row['tracker_cpu_us_per_request']} | {row['tracker_rss_mb']} |"
+        )
+    memory, e2e = report["memory"], report["e2e"]
+    lines += [
+        "",
+        f"Memory: {memory['rss_mb_full']} MB RSS with {memory['programs']:,} programs cached "
+        f"({memory['rss_mb_empty']} MB empty).",
+        "",
+        f"End to end: {e2e['requests']:,} pixel requests at {e2e['http_rps']:,} req/s; "
+        f"{e2e['accepted_events']:,} accepted events, {e2e['items_in_dynamodb']:,} items in "
+        f"DynamoDB ({e2e['lost']} lost, {e2e['duplicated']} duplicated), all stored "
+        f"{e2e['seconds_until_all_stored']} s after the first request "
+        f"({e2e['seconds_after_http']} s after the last).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    labels = [f"{r['name']}\nc={r['concurrency']}, w={r['workers']}" for r in rows]
+    positions = range(len(rows))
+    figure, axis = plt.subplots(figsize=(11, 5))
+    width = 0.4
+    axis.bar(
+        [p - width / 2 for p in positions],
+        [r["baseline_rps"] for r in rows],
+        width,
+        label="bare aiohttp + uvloop",
+        color="#9aa5b1",
+    )
+    axis.bar(
+        [p + width / 2 for p in positions],
+        [r["rps"] for r in rows],
+        width,
+        label="tracker",
+        color="#2f6fb0",
+    )
+    for p, row in zip(positions, rows, strict=True):
+        axis.annotate(
+            f"{row['ratio_rps']:.0%}",
+            (p + width / 2, row["rps"]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    axis.set_xticks(list(positions), labels, fontsize=7)
+    axis.set_ylabel("requests per second (hey)")
+    axis.set_title("Tracker vs bare aiohttp server, same machine, interleaved runs")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

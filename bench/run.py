@@ -1,0 +1,122 @@
+"""`make bench`: the tracker against a bare aiohttp server with `hey`, end to end into DynamoDB,
+and memory with 100,000 cached programs. Writes bench/results/latest.{json,md,png}.
+
+    .venv/bin/python -m bench.run [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.cases import Case, measure
+from bench.e2e import run_e2e
+from bench.memory import measure_memory
+from bench.metrics_probe import wait_zero
+from bench.report import write_reports
+from bench.stack import BenchStack
+from tracker.devstack.processes import REPO_ROOT, free_port
+
+RESULTS = REPO_ROOT / "bench" / "results"
+DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
+
+PIXEL = "/v1/pixel?program=demo-shoes"
+CASES_ONE_WORKER = [
+    Case("pixel, cached valid", PIXEL, 100, 1),
+    Case("pixel, cached valid", PIXEL, 50, 1),
+    Case("pixel, cached valid", PIXEL, 200, 1),
+    Case("pixel, unknown program", "/v1/pixel?program=no-such-program", 100, 1),
+    Case("click, cached valid", "/v1/click?program=demo-shoes", 100, 1, expected_status=302),
+]
+CASES_TWO_WORKERS = [Case("pixel, cached valid", PIXEL, 100, 2)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
+    parser.add_argument("--e2e-requests", type=int, default=200_000)
+    args = parser.parse_args()
+    seconds, rounds = (2.0, 1) if args.quick else (5.0, 2)
+    report: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "machine": _machine(),
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+    }
+    with BenchStack(with_dynamodb=True) as stack:
+        stack.command("consumers", "init")
+        stack.command("tracker", "programs", "load", str(DEMO))
+        report["http"] = [
+            *_http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds),
+            *_http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds),
+        ]
+        report["memory"] = measure_memory(stack, 100_000)
+    with BenchStack(with_dynamodb=True) as stack:
+        stack.command("consumers", "init")
+        stack.command("tracker", "programs", "load", str(DEMO))
+        requests = 20_000 if args.quick else args.e2e_requests
+        report["e2e"] = run_e2e(stack, requests, 100, {})
+    write_reports(report, RESULTS)
+    print(json.dumps(report, indent=2))
+
+
+def _http_cases(
+    stack: BenchStack, cases: list[Case], workers: int, seconds: float, rounds: int
+) -> list[dict[str, Any]]:
+    tracker_port, baseline_port = free_port(), free_port()
+    tracker = stack.process(
+        "tracker",
+        ["tracker", "serve"],
+        tracker_port,
+        {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers)},
+    )
+    baseline = stack.process(
+        "baseline", ["bench.baseline_server", str(baseline_port), str(workers)], baseline_port
+    )
+    tracker.start()
+    baseline.start()
+    try:
+        time.sleep(1.0)  # every worker bound and subscribed
+        assert tracker.process is not None
+        metrics = f"http://127.0.0.1:{tracker_port}/metrics"
+
+        def settle() -> None:
+            if workers == 1:  # one scrape reaches one worker; with two, give them time
+                wait_zero(metrics, "tracker_ship_buffer_depth", 60)
+            time.sleep(0.5)
+
+        return [
+            measure(
+                case,
+                f"http://127.0.0.1:{tracker_port}",
+                f"http://127.0.0.1:{baseline_port}",
+                tracker.process.pid,
+                rounds,
+                seconds,
+                settle,
+            ).summary()
+            for case in cases
+        ]
+    finally:
+        tracker.stop()
+        baseline.stop()
+
+
+def _machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+if __name__ == "__main__":
+    main()
