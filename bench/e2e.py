@@ -80,7 +80,9 @@ def run_e2e(
 
 async def _count_items(env: dict[str, str]) -> int:
     async with get_session().create_client(
-        "dynamodb", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     ) as dynamodb:

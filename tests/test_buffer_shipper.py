@@ -7,16 +7,13 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, cast
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
 
 from tracker import backoff as backoff_module
 from tracker.backoff import MAX_BACKOFF, backoff_delay
 from tracker.events.buffer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, EventBuffer
 from tracker.events.shipper import Shipper
-from tracker.events.sink import KinesisSink
 from tracker.metrics import TrackerMetrics
 
 MIB = 1024 * 1024
@@ -436,64 +433,3 @@ async def test_drain_interrupts_a_long_linger() -> None:
     for _ in range(5):
         await asyncio.sleep(0)  # the runner is now lingering
     assert await shipper.drain(runner, deadline=0.3) == 0
-
-
-# --- KinesisSink: translating PutRecords answers into failed indexes -------------------------
-
-
-class FakeKinesisClient:
-    def __init__(self, answer: dict[str, Any] | Exception) -> None:
-        self.answer = answer
-        self.requests: list[dict[str, Any]] = []
-
-    async def put_records(self, **kwargs: Any) -> dict[str, Any]:
-        self.requests.append(kwargs)
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        return self.answer
-
-
-def kinesis_sink(client: FakeKinesisClient) -> KinesisSink:
-    return KinesisSink(cast(Any, client), "tracking-events")
-
-
-ENTRIES = [Entry("k0", b"a"), Entry("k1", b"b"), Entry("k2", b"c")]
-
-
-async def test_kinesis_sink_sends_data_and_partition_keys() -> None:
-    client = FakeKinesisClient({"FailedRecordCount": 0, "Records": [{}, {}, {}]})
-    assert await kinesis_sink(client).put(ENTRIES) == []
-    assert client.requests == [
-        {
-            "StreamName": "tracking-events",
-            "Records": [
-                {"Data": b"a", "PartitionKey": "k0"},
-                {"Data": b"b", "PartitionKey": "k1"},
-                {"Data": b"c", "PartitionKey": "k2"},
-            ],
-        }
-    ]
-
-
-async def test_kinesis_sink_reports_failed_records() -> None:
-    records = [
-        {"SequenceNumber": "1", "ShardId": "s"},
-        {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"},
-        {"ErrorCode": "InternalFailure", "ErrorMessage": "oops"},
-    ]
-    client = FakeKinesisClient({"FailedRecordCount": 2, "Records": records})
-    assert await kinesis_sink(client).put(ENTRIES) == [1, 2]
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "x"}}, "PutRecords"),
-        EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
-        ConnectionResetError("reset"),
-        TimeoutError(),
-    ],
-)
-async def test_kinesis_sink_whole_call_failure_fails_every_entry(error: Exception) -> None:
-    client = FakeKinesisClient(error)
-    assert await kinesis_sink(client).put(ENTRIES) == [0, 1, 2]

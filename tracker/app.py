@@ -8,12 +8,11 @@ background tasks stop, the shipper drains its buffer within SHIP_DRAIN_SECONDS, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from aiobotocore.config import AioConfig
+import aiohttp
 from aiobotocore.session import get_session
 from aiohttp import web
 
@@ -67,18 +66,12 @@ async def _redis_lifecycle(app: web.Application) -> AsyncIterator[None]:
 async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE]
     shipping = core.settings.shipping
-    async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            get_session().create_client(
-                "kinesis",
-                region_name=core.settings.aws.region,
-                endpoint_url=core.settings.aws.kinesis_endpoint,
-                config=_kinesis_config(shipping.max_in_flight),
-            )
-        )
+    connector = aiohttp.TCPConnector(limit=shipping.max_in_flight + 2)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        sink = await _kinesis_sink(core.settings, http)
         shipper = Shipper(
             core.buffer,
-            KinesisSink(client, core.settings.event_stream),
+            sink,
             core.metrics,
             linger=shipping.linger_seconds,
             max_in_flight=shipping.max_in_flight,
@@ -90,16 +83,17 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("event buffer drained", extra={"events_lost": lost})
 
 
-def _kinesis_config(max_in_flight: int) -> AioConfig:
-    # The shipper retries failed entries itself; botocore's own retries would hide them and
-    # multiply calls, and its parameter validation costs CPU on every record.
-    return AioConfig(
-        retries={"total_max_attempts": 1},
-        connect_timeout=2,
-        read_timeout=10,
-        max_pool_connections=max_in_flight + 2,
-        parameter_validation=False,
-    )
+async def _kinesis_sink(settings: TrackerSettings, http: aiohttp.ClientSession) -> KinesisSink:
+    """Credentials and endpoint as botocore resolves them, for the lean PutRecords path."""
+    session = get_session()
+    credentials = await session.get_credentials()
+    if credentials is None:
+        raise RuntimeError("no AWS credentials found (environment, profile, or task role)")
+    endpoint = settings.aws.kinesis_endpoint
+    if endpoint is None:
+        async with session.create_client("kinesis", region_name=settings.aws.region) as client:
+            endpoint = client.meta.endpoint_url
+    return KinesisSink(http, endpoint, settings.aws.region, settings.event_stream, credentials)
 
 
 def _start(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
