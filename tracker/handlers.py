@@ -7,15 +7,16 @@ that is capped at REDIS_TIMEOUT_MS and shared with every concurrent miss for the
 from __future__ import annotations
 
 import json
-import time
+from time import perf_counter, time
 from typing import NamedTuple
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from tracker.core import TrackerCore
 from tracker.events.anonymize import anonymize_ip
 from tracker.events.builder import extra_params
+from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.programs.model import Program, is_program_id
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.validation.cache import Absent
@@ -28,7 +29,6 @@ PIXEL_GIF = (
 )
 NO_CACHE = "no-cache, no-store, must-revalidate"
 PIXEL_HEADERS = CIMultiDict({"Content-Type": "image/gif", "Cache-Control": NO_CACHE})
-MALFORMED = -1  # metrics key for requests without a well-formed program id
 
 
 class Tracked(NamedTuple):
@@ -43,27 +43,33 @@ class TrackingHandlers:
         self._cache = core.cache
         self._resolver = core.resolver
         self._metrics = core.metrics
+        self._lookups = core.metrics.hot.lookups
+        self._stats = core.metrics.hot.routes
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
 
     async def pixel(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        program_id = request.query.get("program")
+        started = perf_counter()
+        stats = self._stats["pixel"]
+        query = request.query
+        program_id = query.get("program")
         if program_id is None or not is_program_id(program_id):
-            self._metrics.requests_by["pixel"][MALFORMED].inc()
+            stats.outcomes[MALFORMED] += 1
         else:
-            await self._track(request, "pixel", pb.IMPRESSION, program_id)
-        self._metrics.latency_by["pixel"].observe(time.perf_counter() - started)
+            await self._track(request, query, stats, pb.IMPRESSION, program_id)
+        stats.observe(perf_counter() - started)
         return web.Response(body=PIXEL_GIF, headers=PIXEL_HEADERS)
 
     async def click(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
-        program_id = request.query.get("program")
+        started = perf_counter()
+        stats = self._stats["click"]
+        query = request.query
+        program_id = query.get("program")
         if program_id is None or not is_program_id(program_id):
-            self._metrics.requests_by["click"][MALFORMED].inc()
+            stats.outcomes[MALFORMED] += 1
             return _json_error(400, "query parameter 'program' is missing or malformed")
-        tracked = await self._track(request, "click", pb.CLICK, program_id)
-        self._metrics.latency_by["click"].observe(time.perf_counter() - started)
+        tracked = await self._track(request, query, stats, pb.CLICK, program_id)
+        stats.observe(perf_counter() - started)
         destination = self._fallback
         if tracked.validation == pb.OK and tracked.program and tracked.program.landing_url:
             destination = tracked.program.landing_url
@@ -74,13 +80,14 @@ class TrackingHandlers:
         )
 
     async def event(self, request: web.Request) -> web.Response:
-        started = time.perf_counter()
+        started = perf_counter()
+        stats = self._stats["event"]
         program_id = request.match_info["program_id"]
         if not is_program_id(program_id):
-            self._metrics.requests_by["event"][MALFORMED].inc()
+            stats.outcomes[MALFORMED] += 1
             return _json_error(400, "program id is malformed")
-        tracked = await self._track(request, "event", pb.EVENT, program_id)
-        self._metrics.latency_by["event"].observe(time.perf_counter() - started)
+        tracked = await self._track(request, request.query, stats, pb.EVENT, program_id)
+        stats.observe(perf_counter() - started)
         if tracked.validation == pb.UNKNOWN_PROGRAM:
             return _json_error(
                 404, "unknown program", programId=program_id, messageId=tracked.message_id
@@ -90,29 +97,37 @@ class TrackingHandlers:
         )
 
     async def _track(
-        self, request: web.Request, route: str, event_type: int, program_id: str
+        self,
+        request: web.Request,
+        query: MultiMapping[str],
+        stats: RouteStats,
+        event_type: int,
+        program_id: str,
     ) -> Tracked:
         """Validate against L1 (Redis on a miss), hand the event to the shipper."""
         found: Program | Absent | None = self._cache.get(program_id)
         if found is None:
-            self._metrics.cache_misses.inc()
+            self._lookups[LOOKUP_MISS] += 1
             found = await self._resolver.resolve(program_id)
-        elif type(found) is Absent:
-            self._metrics.cache_negative_hits.inc()
+        elif found.__class__ is Absent:
+            self._lookups[LOOKUP_NEGATIVE_HIT] += 1
         else:
-            self._metrics.cache_hits.inc()
-        now = time.time()
-        customer_text = request.query.get("customer")
+            self._lookups[LOOKUP_HIT] += 1
+        now = time()
+        customer_text = query.get("customer")
         customer = _customer_id(customer_text)
         validation = classify(found, customer if customer_text is not None else None, now)
-        program = found if isinstance(found, Program) else None
-        message_id = self._ship(request, event_type, validation, program_id, program, customer, now)
-        self._metrics.requests_by[route][validation].inc()
+        program = found if found.__class__ is Program else None
+        message_id = self._ship(
+            request, query, event_type, validation, program_id, program, customer, now
+        )
+        stats.outcomes[validation] += 1
         return Tracked(validation, program, message_id)
 
     def _ship(
         self,
         request: web.Request,
+        query: MultiMapping[str],
         event_type: int,
         validation: int,
         program_id: str,
@@ -131,7 +146,7 @@ class TrackingHandlers:
             referer=headers.get("Referer", ""),
             client_ip=anonymize_ip(self._client_ip(request)),
             requested_customer_id=customer,
-            params=extra_params(request.query.items()),
+            params=extra_params(query.items()) if len(query) > 1 else {},
         )
         if not self._core.buffer.offer(message_id, data):
             self._metrics.dropped_buffer_full.inc()

@@ -1,7 +1,7 @@
 """Prometheus metrics of one tracker process, in a registry of its own.
 
-Children for label values known up front are bound once here, so the request path does one
-attribute lookup and one `inc()`, never a `labels()` call.
+Per-request metrics live in `hot` (plain numbers, see hotstats); the rest are ordinary
+prometheus_client metrics, with children for known label values bound once here.
 """
 
 from __future__ import annotations
@@ -16,17 +16,11 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.hotstats import HotStats
 
 # The *_created series double the exposition size and say nothing a process-start gauge doesn't.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-ROUTES = ("pixel", "click", "event")
-OUTCOMES = (
-    *(name.lower() for name, number in pb.Validation.items() if number),
-    "malformed",
-)
-LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 200, 300, 400, 500)
 PUT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -34,46 +28,13 @@ PUT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 class TrackerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._define_request_metrics()
+        # Per-request counters and the latency histogram: plain numbers, see hotstats.
+        self.hot = HotStats()
+        self.registry.register(self.hot)
         self._define_cache_metrics()
         self._define_shipping_metrics()
 
-    def _define_request_metrics(self) -> None:
-        requests = Counter(
-            "tracker_requests",
-            "Tracking requests by route and validation outcome",
-            ["route", "outcome"],
-            registry=self.registry,
-        )
-        # requests_by[route][validation enum value or -1 for malformed]
-        self.requests_by: dict[str, dict[int, Counter]] = {
-            route: {
-                pb.Validation.Value(outcome.upper())
-                if outcome != "malformed"
-                else -1: requests.labels(route, outcome)
-                for outcome in OUTCOMES
-            }
-            for route in ROUTES
-        }
-        latency = Histogram(
-            "tracker_request_duration_seconds",
-            "Handler time per tracking request",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.latency_by = {route: latency.labels(route) for route in ROUTES}
-
     def _define_cache_metrics(self) -> None:
-        lookups = Counter(
-            "tracker_cache_lookups",
-            "L1 cache lookups by result",
-            ["result"],
-            registry=self.registry,
-        )
-        self.cache_hits = lookups.labels("hit")
-        self.cache_negative_hits = lookups.labels("negative_hit")
-        self.cache_misses = lookups.labels("miss")
         updates = Counter(
             "tracker_program_updates",
             "Pushed program updates by result",

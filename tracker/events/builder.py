@@ -21,6 +21,7 @@ RESERVED_PARAMS = frozenset({"program", "customer"})
 _PARAM_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 
 TrackingEvent = pb.TrackingEvent
+MAX_PREFIXES = 100_000
 
 
 def new_message_id() -> str:
@@ -41,8 +42,14 @@ def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 class EventFactory:
+    """Builds serialized events. The fields that come from the program and the process are
+    serialized once per program and prepended to the per-request fields: protobuf merges
+    concatenated messages, and this halves the cost of building an event."""
+
     def __init__(self, instance_id: str) -> None:
         self._instance_id = instance_id[:MAX_HEADER_TEXT]
+        # program id -> (the Program it was built from, or None for an unknown id; its bytes)
+        self._prefixes: dict[str, tuple[Program | None, bytes]] = {}
 
     def build(  # noqa: PLR0913 (keyword-only, one per event field)
         self,
@@ -61,7 +68,6 @@ class EventFactory:
         """(message_id, serialized event)."""
         message_id = new_message_id()
         event = TrackingEvent(
-            programid=program_id,
             message_id=message_id,
             event_type=event_type,  # type: ignore[arg-type]
             validation=validation,  # type: ignore[arg-type]
@@ -70,13 +76,24 @@ class EventFactory:
             user_agent=user_agent[:MAX_HEADER_TEXT],
             referer=referer[:MAX_HEADER_TEXT],
             client_ip_anonymized=client_ip,
-            tracker_instance=self._instance_id,
             requested_customer_id=requested_customer_id or 0,
-            params=params,
         )
+        if params:
+            event.params.update(params)
+        return message_id, self._prefix(program_id, program) + event.SerializeToString()
+
+    def _prefix(self, program_id: str, program: Program | None) -> bytes:
+        cached = self._prefixes.get(program_id)
+        if cached is not None and cached[0] is program:
+            return cached[1]
+        if len(self._prefixes) >= MAX_PREFIXES:
+            self._prefixes.clear()  # bounded: a flood of ids costs a rebuild, never memory
+        prefix = TrackingEvent(programid=program_id, tracker_instance=self._instance_id)
         if program is not None:
-            event.checksum = program.checksum
-            event.customer_id = program.customer_id
-            event.program_name = program.program_name
-            event.customer_name = program.customer_name
-        return message_id, event.SerializeToString()
+            prefix.checksum = program.checksum
+            prefix.customer_id = program.customer_id
+            prefix.program_name = program.program_name
+            prefix.customer_name = program.customer_name
+        serialized = prefix.SerializeToString()
+        self._prefixes[program_id] = (program, serialized)
+        return serialized
