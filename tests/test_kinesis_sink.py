@@ -81,3 +81,11 @@ async def test_a_missing_stream_or_a_dead_endpoint_fails_every_entry(
     assert await missing.put(ENTRIES) == [0, 1, 2, 3, 4]
     dead = await sink(http, f"http://127.0.0.1:{free_port()}", "tracking-events")
     assert await dead.put(ENTRIES) == [0, 1, 2, 3, 4]
+
+
+def test_an_answer_with_failures_is_never_read_as_all_accepted() -> None:
+    answer = b'{"FailedRecordCount":01,"Records":[{"ErrorCode":"x"}]}'
+    assert failed_indexes(answer, 1) == [0]
+    spaced = b'{ "FailedRecordCount" : 1 , "Records" : [ { "ErrorCode" : "x" } ] }'
+    assert failed_indexes(spaced, 1) == [0]
+    assert failed_indexes(b'{ "FailedRecordCount" : 0 , "Records" : [ {} ] }', 1) == []

@@ -75,6 +75,7 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
             core.metrics,
             linger=shipping.linger_seconds,
             max_in_flight=shipping.max_in_flight,
+            aggregate=shipping.aggregate,
         )
         runner = _start(shipper.run(), "shipper")
         yield

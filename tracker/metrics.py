@@ -76,8 +76,18 @@ class TrackerMetrics:
             "Entries Kinesis rejected or a failed call carried",
             registry=r,
         )
+        self.kinesis_records = Counter(
+            "tracker_ship_kinesis_records",
+            "Kinesis records sent (aggregated ones count once)",
+            registry=r,
+        )
+        self.payload_units = Counter(
+            "tracker_ship_payload_units",
+            "Kinesis PUT payload units sent (25 KB per record, rounded up)",
+            registry=r,
+        )
         self.retried_entries = Counter(
-            "tracker_ship_retried_entries", "Entries sent again", registry=r
+            "tracker_ship_retried_entries", "Records sent again", registry=r
         )
         self.dropped = Counter(
             "tracker_events_dropped",

@@ -33,6 +33,7 @@ class ShippingSettings:
     linger_seconds: float
     max_in_flight: int
     drain_seconds: float
+    aggregate: bool  # KPL-aggregated records: far fewer Kinesis records and payload units
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,5 +120,6 @@ def _shipping_settings(env: EnvReader) -> ShippingSettings:
         ),
         linger_seconds=env.integer("SHIP_LINGER_MS", 50, minimum=0, maximum=10_000) / 1000,
         max_in_flight=env.integer("SHIP_MAX_IN_FLIGHT", 4, minimum=1, maximum=64),
+        aggregate=env.flag("SHIP_AGGREGATE", False),
         drain_seconds=env.number("SHIP_DRAIN_SECONDS", 25, minimum=0, maximum=600),
     )

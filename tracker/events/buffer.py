@@ -18,6 +18,7 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024  # Kinesis PutRecords limit, data plus partiti
 class Entry(NamedTuple):
     partition_key: str
     data: bytes
+    events: int = 1  # more than one for a KPL-aggregated record
 
 
 class EventBuffer:

@@ -14,10 +14,13 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
+from tracker.events.buffer import Entry
 from tracker.schema.kinesis.v1 import aggregation_pb2 as agg
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_SIZE = 16
+# What the KPL uses by default: two 25 KB PUT payload units per record.
+MAX_AGGREGATE_BYTES = 51_200
 
 
 class UserRecord(NamedTuple):
@@ -40,6 +43,46 @@ def aggregate(records: Sequence[UserRecord]) -> bytes:
         message.records.add(partition_key_index=index, data=record.data)
     body = message.SerializeToString()
     return MAGIC + body + hashlib.md5(body).digest()  # noqa: S324 (the format's checksum, not security)
+
+
+def pack(entries: Sequence[Entry], max_bytes: int = MAX_AGGREGATE_BYTES) -> list[Entry]:
+    """Aggregate entries into records of at most ~max_bytes, each keyed by its first entry's
+    partition key (random message ids, so records still spread over the shards).
+
+    The protobuf is written by hand: every user record takes partition key index 0, so a record
+    is `08 00 1a <len> <data>` and the aggregate is those records behind the one-key table. This
+    costs well under a microsecond per event, where building message objects costs several.
+    """
+    packed: list[Entry] = []
+    start = 0
+    while start < len(entries):
+        key = entries[start].partition_key.encode()
+        parts = [b"\x0a" + _varint(len(key)) + key]
+        size = len(parts[0])
+        end = start
+        while end < len(entries) and (
+            end == start or size + len(entries[end].data) + 12 <= max_bytes
+        ):
+            data = entries[end].data
+            record = b"\x08\x00\x1a" + _varint(len(data)) + data
+            parts.append(b"\x1a" + _varint(len(record)) + record)
+            size += len(parts[-1])
+            end += 1
+        body = b"".join(parts)
+        digest = hashlib.md5(body).digest()  # noqa: S324 (the format's checksum)
+        events = sum(e.events for e in entries[start:end])
+        packed.append(Entry(entries[start].partition_key, MAGIC + body + digest, events))
+        start = end
+    return packed
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def is_aggregated(data: bytes) -> bool:

@@ -17,10 +17,21 @@ import time
 
 from tracker.backoff import backoff_delay
 from tracker.events.buffer import MAX_BATCH_RECORDS, Entry, EventBuffer
+from tracker.events.kpl import pack
 from tracker.events.sink import RecordSink
 from tracker.metrics import TrackerMetrics
 
 log = logging.getLogger(__name__)
+
+
+# Kinesis bills and throttles PUTs in 25 KB payload units, rounded up per record.
+PAYLOAD_UNIT = 25 * 1024
+AGGREGATED_BATCH_EVENTS = 20_000
+AGGREGATED_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def _events(entries: list[Entry]) -> int:
+    return sum(entry.events for entry in entries)
 
 
 class Shipper:
@@ -32,6 +43,7 @@ class Shipper:
         *,
         linger: float,
         max_in_flight: int,
+        aggregate: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         self._buffer = buffer
@@ -43,6 +55,7 @@ class Shipper:
         self._in_flight_entries = 0
         self._rng = rng or random.Random()
         self._closing = False
+        self._aggregate = aggregate
 
     @property
     def pending(self) -> int:
@@ -56,7 +69,7 @@ class Shipper:
             if not self._closing and len(self._buffer) < MAX_BATCH_RECORDS:
                 await self._buffer.wait_full_batch(self._linger)
             await self._slots.acquire()
-            batch = self._buffer.take()
+            batch = self._next_batch()
             if not batch:
                 self._slots.release()
                 continue
@@ -64,25 +77,31 @@ class Shipper:
             self._sending.add(task)
             task.add_done_callback(self._sent)
 
+    def _next_batch(self) -> list[Entry]:
+        if not self._aggregate:
+            return self._buffer.take()
+        # Aggregated records of ~50 KB hold ~250 events each: one call carries thousands.
+        return pack(self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES))
+
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._slots.release()
 
     async def _send(self, batch: list[Entry]) -> None:
         pending = batch
-        self._in_flight_entries += len(pending)
+        self._in_flight_entries += _events(pending)
         try:
             attempt = 0
             while pending:
                 remaining = await self._put_once(pending)
-                self._in_flight_entries -= len(pending) - len(remaining)
+                self._in_flight_entries -= _events(pending) - _events(remaining)
                 pending = remaining
                 if pending:
                     self._metrics.retried_entries.inc(len(pending))
                     await asyncio.sleep(backoff_delay(attempt, self._rng))
                     attempt += 1
         finally:
-            self._in_flight_entries -= len(pending)
+            self._in_flight_entries -= _events(pending)
 
     async def _put_once(self, entries: list[Entry]) -> list[Entry]:
         started = time.perf_counter()
@@ -95,10 +114,13 @@ class Shipper:
             failed = list(range(len(entries)))
         self._metrics.put_latency.observe(time.perf_counter() - started)
         self._metrics.batch_records.observe(len(entries))
-        self._metrics.shipped.inc(len(entries) - len(failed))
+        self._metrics.kinesis_records.inc(len(entries))
+        self._metrics.payload_units.inc(sum(-(-len(e.data) // PAYLOAD_UNIT) for e in entries))
+        refused = [entries[i] for i in failed]
+        self._metrics.shipped.inc(_events(entries) - _events(refused))
         if failed:
             self._metrics.failed_entries.inc(len(failed))
-        return [entries[i] for i in failed]
+        return refused
 
     async def _until_idle(self) -> None:
         while len(self._buffer) or self._sending:
