@@ -38,6 +38,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['errors']} | {row['tracker_cpu_us_per_request']} | {row['tracker_rss_mb']} |"
         )
     memory, e2e = report["memory"], report["e2e"]
+    lines += _shipping_lines(
+        report.get("shipping_plain", {}), report.get("shipping_aggregated", {})
+    )
     lines += [
         "",
         f"Memory: {memory['rss_mb_full']} MB RSS with {memory['programs']:,} programs cached "
@@ -51,6 +54,20 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _shipping_lines(plain: dict[str, float], aggregated: dict[str, float]) -> list[str]:
+    if not plain or not aggregated:
+        return []
+    fewer = plain["records_per_million_events"] / max(1, aggregated["records_per_million_events"])
+    return [
+        "",
+        f"Kinesis cost per million events: {plain['records_per_million_events']:,} records and "
+        f"{plain['payload_units_per_million_events']:,} PUT payload units plain; "
+        f"{aggregated['records_per_million_events']:,} records and "
+        f"{aggregated['payload_units_per_million_events']:,} payload units with SHIP_AGGREGATE "
+        f"({fewer:,.0f}x fewer records).",
+    ]
 
 
 def chart(rows: list[dict[str, Any]], path: Path) -> None:

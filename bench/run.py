@@ -17,7 +17,7 @@ from typing import Any
 from bench.cases import Case, measure
 from bench.e2e import run_e2e
 from bench.memory import measure_memory
-from bench.metrics_probe import wait_zero
+from bench.metrics_probe import read_metric, wait_zero
 from bench.report import write_reports
 from bench.stack import BenchStack
 from tracker.devstack.processes import REPO_ROOT, free_port
@@ -34,6 +34,7 @@ CASES_ONE_WORKER = [
     Case("click, cached valid", "/v1/click?program=demo-shoes", 100, 1, expected_status=302),
 ]
 CASES_TWO_WORKERS = [Case("pixel, cached valid", PIXEL, 100, 2)]
+CASES_AGGREGATED = [Case("pixel, cached valid, aggregated", PIXEL, 100, 1)]
 
 
 def main() -> None:
@@ -51,10 +52,12 @@ def main() -> None:
     with BenchStack(with_dynamodb=True) as stack:
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
-        report["http"] = [
-            *_http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds),
-            *_http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds),
-        ]
+        plain, report["shipping_plain"] = _http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds)
+        two, _ = _http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds)
+        aggregated, report["shipping_aggregated"] = _http_cases(
+            stack, CASES_AGGREGATED, 1, seconds, rounds, {"SHIP_AGGREGATE": "true"}
+        )
+        report["http"] = [*plain, *two, *aggregated]
         report["memory"] = measure_memory(stack, 100_000)
     with BenchStack(with_dynamodb=True) as stack:
         stack.command("consumers", "init")
@@ -66,15 +69,17 @@ def main() -> None:
 
 
 def _http_cases(
-    stack: BenchStack, cases: list[Case], workers: int, seconds: float, rounds: int
-) -> list[dict[str, Any]]:
+    stack: BenchStack,
+    cases: list[Case],
+    workers: int,
+    seconds: float,
+    rounds: int,
+    extra: dict[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The cases' summaries, and what shipping cost in Kinesis records and payload units."""
     tracker_port, baseline_port = free_port(), free_port()
-    tracker = stack.process(
-        "tracker",
-        ["tracker", "serve"],
-        tracker_port,
-        {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers)},
-    )
+    settings = {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers), **(extra or {})}
+    tracker = stack.process("tracker", ["tracker", "serve"], tracker_port, settings)
     baseline = stack.process(
         "baseline", ["bench.baseline_server", str(baseline_port), str(workers)], baseline_port
     )
@@ -90,7 +95,7 @@ def _http_cases(
                 wait_zero(metrics, "tracker_ship_buffer_depth", 60)
             time.sleep(0.5)
 
-        return [
+        summaries = [
             measure(
                 case,
                 f"http://127.0.0.1:{tracker_port}",
@@ -102,9 +107,25 @@ def _http_cases(
             ).summary()
             for case in cases
         ]
+        return summaries, _shipping_cost(metrics)
     finally:
         tracker.stop()
         baseline.stop()
+
+
+def _shipping_cost(metrics_url: str) -> dict[str, float]:
+    """Kinesis records and PUT payload units per million events (one worker's scrape)."""
+    events = read_metric(metrics_url, "tracker_ship_events_shipped_total")
+    if not events:
+        return {}
+    per_million = 1_000_000 / events
+    records = read_metric(metrics_url, "tracker_ship_kinesis_records_total")
+    units = read_metric(metrics_url, "tracker_ship_payload_units_total")
+    return {
+        "events_shipped": events,
+        "records_per_million_events": round(records * per_million),
+        "payload_units_per_million_events": round(units * per_million),
+    }
 
 
 def _machine() -> dict[str, Any]:
