@@ -27,6 +27,7 @@ class Measured:
     target: list[HeyResult]
     baseline: list[HeyResult]
     tracker_cpu_seconds: float
+    baseline_cpu_seconds: float
     tracker_rss_mb: float
     seconds: float
 
@@ -36,6 +37,7 @@ class Measured:
         p99 = median(r.p99_ms for r in self.target)
         base_p99 = median(r.p99_ms for r in self.baseline)
         total_requests = sum(sum(r.responses.values()) for r in self.target)
+        baseline_requests = sum(sum(r.responses.values()) for r in self.baseline)
         return {
             **asdict(self.case),
             "rps": round(rps),
@@ -50,6 +52,11 @@ class Measured:
             "tracker_cpu_us_per_request": round(1e6 * self.tracker_cpu_seconds / total_requests, 1)
             if total_requests
             else None,
+            "baseline_cpu_us_per_request": round(
+                1e6 * self.baseline_cpu_seconds / baseline_requests, 1
+            )
+            if baseline_requests
+            else None,
             "tracker_rss_mb": round(self.tracker_rss_mb, 1),
         }
 
@@ -58,21 +65,24 @@ def measure(
     case: Case,
     tracker_url: str,
     baseline_url: str,
-    tracker_pid: int,
+    pids: tuple[int, int],
     rounds: int,
     seconds: float,
     pause: Callable[[], None],
 ) -> Measured:
-    """A/B/A/B... `rounds` times; the tracker's CPU is counted over its own runs and the
-    shipping that follows them."""
+    """A/B/A/B... `rounds` times. CPU is counted per side over its own runs, the tracker's
+    including the shipping that follows them; `pids` are (tracker, baseline)."""
+    tracker_pid, baseline_pid = pids
     target: list[HeyResult] = []
     baseline: list[HeyResult] = []
-    cpu = 0.0
+    cpu = [0.0, 0.0]
     for _ in range(rounds):
+        before = cpu_seconds(baseline_pid)
         baseline.append(run_hey(baseline_url + "/v1/pixel", case.concurrency, seconds=seconds))
+        cpu[1] += cpu_seconds(baseline_pid) - before
         pause()
         before = cpu_seconds(tracker_pid)
         target.append(run_hey(tracker_url + case.path, case.concurrency, seconds=seconds))
         pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
-        cpu += cpu_seconds(tracker_pid) - before
-    return Measured(case, target, baseline, cpu, rss_mb(tracker_pid), seconds)
+        cpu[0] += cpu_seconds(tracker_pid) - before
+    return Measured(case, target, baseline, cpu[0], cpu[1], rss_mb(tracker_pid), seconds)

@@ -27,15 +27,16 @@ def markdown(report: dict[str, Any]) -> str:
         "interleaved tracker/baseline.",
         "",
         "| case | c | workers | tracker req/s | baseline req/s | ratio | p50 ms | p99 ms | "
-        "baseline p99 ms | p99 ratio | non-2xx | CPU us/req | RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "baseline p99 ms | p99 ratio | non-2xx | CPU us/req | baseline CPU us/req | RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in report["http"]:
         lines.append(
             f"| {row['name']} | {row['concurrency']} | {row['workers']} | {row['rps']:,} | "
             f"{row['baseline_rps']:,} | {row['ratio_rps']:.2f} | {row['p50_ms']} | "
             f"{row['p99_ms']} | {row['baseline_p99_ms']} | {row['ratio_p99']} | "
-            f"{row['errors']} | {row['tracker_cpu_us_per_request']} | {row['tracker_rss_mb']} |"
+            f"{row['errors']} | {row['tracker_cpu_us_per_request']} | "
+            f"{row['baseline_cpu_us_per_request']} | {row['tracker_rss_mb']} |"
         )
     memory, e2e = report["memory"], report["e2e"]
     lines += _shipping_lines(
