@@ -7,7 +7,7 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck test check run show clean docker-lint cfn-lint lock
+.PHONY: install proto proto-check lint typecheck test check run show clean docker-lint cfn-lint lock bench
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -64,6 +64,13 @@ check: proto-check lint typecheck docker-lint cfn-lint test
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
 	$(BIN)/python -m tracker.devstack
+
+# The load test: hey against the tracker and a bare aiohttp server, interleaved; end to end into
+# DynamoDB; memory with 100,000 programs. About 6 minutes; writes bench/results/latest.*.
+bench: install
+	@command -v hey >/dev/null || { echo "installing hey (Debian package)"; \
+	  apt-get install -y -qq hey >/dev/null || { echo "could not install hey: apt-get install hey"; exit 3; }; }
+	$(BIN)/python -m bench.run
 
 # A program's newest events in the DynamoDB of a running `make run` stack.
 PROGRAM ?= demo-shoes

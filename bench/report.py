@@ -72,9 +72,11 @@ def _shipping_lines(plain: dict[str, float], aggregated: dict[str, float]) -> li
 
 
 def chart(rows: list[dict[str, Any]], path: Path) -> None:
-    labels = [f"{r['name']}\nc={r['concurrency']}, w={r['workers']}" for r in rows]
+    labels = [
+        f"{r['name'].replace(', ', chr(10))}\nc={r['concurrency']}, w={r['workers']}" for r in rows
+    ]
     positions = range(len(rows))
-    figure, axis = plt.subplots(figsize=(11, 5))
+    figure, axis = plt.subplots(figsize=(13, 6))
     width = 0.4
     axis.bar(
         [p - width / 2 for p in positions],
@@ -105,3 +107,11 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+if __name__ == "__main__":
+    # Re-render the Markdown and the chart from a run's JSON: python -m bench.report [JSON]
+    import sys
+
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("bench/results/latest.json")
+    write_reports(json.loads(source.read_text()), source.parent)
