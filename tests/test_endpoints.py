@@ -130,7 +130,7 @@ async def test_event_route_keeps_the_reference_designs_answer(
 ) -> None:
     await write_programs(redis_url, STANDARD)
     client = await start_tracker()
-    response = await client.get("/event/live", headers={"User-Agent": "ua"})
+    response = await client.get("/event/live?utm_campaign=spring", headers={"User-Agent": "ua"})
     assert response.status == 200
     body = await response.json()
     assert {k: body[k] for k in body if k != "messageId"} == {
@@ -152,6 +152,8 @@ async def test_event_route_keeps_the_reference_designs_answer(
     assert (await client.get("/event/bad%20id")).status == 400
     events = await wait_for_events(kinesalite_url, event_stream, 3)
     assert body["messageId"] in {e.message_id for e in events}
+    shipped = next(e for e in events if e.message_id == body["messageId"])
+    assert dict(shipped.params) == {"utm_campaign": "spring"}
     assert {e.event_type for e in events} == {pb.EVENT}
 
 

@@ -146,7 +146,7 @@ class TrackingHandlers:
             referer=headers.get("Referer", ""),
             client_ip=anonymize_ip(self._client_ip(request)),
             requested_customer_id=customer,
-            params=extra_params(query.items()) if len(query) > 1 else {},
+            params=extra_params(query.items()) if query else {},
         )
         if not self._core.buffer.offer(message_id, data):
             self._metrics.dropped_buffer_full.inc()
