@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from tracker.backoff import backoff_delay
 from tracker.metrics import TrackerMetrics
 from tracker.programs.model import ProgramFormatError, parse_update_json
 from tracker.validation.cache import ProgramCache
@@ -25,7 +25,6 @@ from tracker.validation.validator import MissResolver
 log = logging.getLogger(__name__)
 
 RESYNC_CHUNK = 1000
-MAX_BACKOFF = 5.0
 
 
 class PushSubscriber:
@@ -45,22 +44,21 @@ class PushSubscriber:
         self._resolver = resolver
         self._metrics = metrics
         self.live = False
+        self._failures = 0  # since the subscription was last live: drives the backoff
 
     async def run(self) -> None:
         """Subscribe, and subscribe again after any failure, until cancelled."""
-        failures = 0
         while True:
             try:
                 await self._session()
             except (RedisError, OSError) as exc:
-                failures += 1
+                self._failures += 1
                 self._set_live(False)
                 log.warning(
                     "program subscription lost, retrying",
-                    extra={"error": str(exc) or type(exc).__name__, "attempt": failures},
+                    extra={"error": str(exc) or type(exc).__name__, "attempt": self._failures},
                 )
-            delay = min(MAX_BACKOFF, 0.1 * 2 ** min(failures, 6))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            await asyncio.sleep(backoff_delay(self._failures))
 
     async def _session(self) -> None:
         pubsub = self._client.pubsub()
@@ -110,4 +108,6 @@ class PushSubscriber:
 
     def _set_live(self, live: bool) -> None:
         self.live = live
+        if live:
+            self._failures = 0
         self._metrics.subscription_up.set(1 if live else 0)
