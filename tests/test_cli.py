@@ -240,3 +240,11 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
     for port in ports.values():
         with pytest.raises(TimeoutError):
             wait_for_port(int(port), 0.3)
+
+
+def test_local_stack_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "LOCAL_STACK_DIR": str(tmp_path)}  # nothing to find there
+    result = run(["tracker.devstack"], env, timeout=30)
+    assert result.returncode == 3
+    assert "redis-server is not on PATH" in result.stderr
+    assert "apt-get install redis-server" in result.stderr
