@@ -38,7 +38,7 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 USER 10001
 EXPOSE 8080 9101
-# The consumers have no /healthz: their services set HEALTHCHECK_URL to their metrics endpoint.
+# The consumers serve /healthz on their metrics port: their services set HEALTHCHECK_URL to it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=2)"]
 # Exec form, no shell in between: SIGTERM reaches Python, which drains and exits.

@@ -61,6 +61,7 @@ class Coordinator:
         self._held: dict[str, tuple[HeldLease, asyncio.Task[None]]] = {}
         self._seen: dict[str, _Seen] = {}
         self._stopping = asyncio.Event()
+        self.last_cycle = time.monotonic()  # /healthz: when the loop last began a cycle
 
     @property
     def held_shards(self) -> list[str]:
@@ -74,6 +75,7 @@ class Coordinator:
         next_discovery = 0.0
         try:
             while not self._stopping.is_set():
+                self.last_cycle = time.monotonic()
                 if time.monotonic() >= next_discovery:
                     next_discovery = time.monotonic() + self._settings.discovery_seconds
                     await self._guarded(self._discover)

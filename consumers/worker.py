@@ -13,7 +13,6 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
-from prometheus_client import start_http_server
 
 from consumers.aws import open_clients
 from consumers.coordinator import Coordinator
@@ -22,6 +21,7 @@ from consumers.events_processor import EventsProcessor
 from consumers.events_writer import EventsWriter
 from consumers.leases import HeldLease, LeaseTable
 from consumers.metrics import ConsumerMetrics
+from consumers.ops_server import ops_server
 from consumers.programs_processor import ProgramsProcessor
 from consumers.records import RecordProcessor
 from consumers.settings import ConsumerSettings
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: ConsumerSettings, kind: str) -> None:
     """Run the `events` or `programs` worker until SIGTERM/SIGINT."""
     metrics = ConsumerMetrics()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, settings.metrics_host, metrics.registry)
     async with AsyncExitStack() as stack:
         kinesis, dynamodb = await open_clients(settings, stack)
         dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics)
@@ -62,6 +60,14 @@ async def run_worker(settings: ConsumerSettings, kind: str) -> None:
                 stream, ProgramWriter(client, settings.program_channel), dead_letters, metrics
             )
         coordinator = _coordinator(settings, stream, kinesis, dynamodb, processor, metrics)
+        if settings.metrics_port:
+            # Stalled: no coordinator cycle for three renewal intervals (and some slack).
+            stale_after = 3 * settings.leases.renew_seconds + 10
+            await stack.enter_async_context(
+                ops_server(
+                    settings.metrics_host, settings.metrics_port, coordinator, metrics, stale_after
+                )
+            )
         _stop_on_signals(coordinator)
         log.info(
             "consumer started",

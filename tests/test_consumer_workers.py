@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from consumers.aws import open_clients
@@ -354,3 +355,17 @@ async def _publish(env: dict[str, str], tmp_path: Path, programs: list[dict[str,
 
 def _landing(found: object) -> str | None:
     return found.landing_url if isinstance(found, Program) else None
+
+
+async def test_a_worker_serves_healthz_and_metrics_on_its_port(
+    env: dict[str, str], workers: Workers, moto_url: str
+) -> None:
+    worker = workers.start("a")
+    await wait_owners(moto_url, env, {"a": 4})
+    base = f"http://127.0.0.1:{worker.port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+            assert len((await response.json())["shards"]) == 4
+        async with session.get(f"{base}/metrics") as response:
+            assert "consumer_leases_held 4.0" in await response.text()
