@@ -18,7 +18,9 @@ from consumers.coordinator import Coordinator
 from consumers.metrics import ConsumerMetrics
 
 
-def ops_app(coordinator: Coordinator, metrics: ConsumerMetrics, stale_after: float) -> web.Application:
+def ops_app(
+    coordinator: Coordinator, metrics: ConsumerMetrics, stale_after: float
+) -> web.Application:
     async def healthz(request: web.Request) -> web.Response:
         age = time.monotonic() - coordinator.last_cycle
         if age > stale_after:
