@@ -39,6 +39,14 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['baseline_cpu_us_per_request']} | {row['tracker_rss_mb']} |"
         )
     memory, e2e = report["memory"], report["e2e"]
+    ceiling = report.get("ceiling")
+    lines += [
+        "",
+        f"Ceiling: {ceiling['server']} at c={ceiling['concurrency']}: {ceiling['rps']:,} req/s, "
+        f"p99 {ceiling['p99_ms']} ms (what hey itself can drive on this machine)."
+        if ceiling
+        else "Ceiling: nginx is not installed, so nginx empty_gif was not measured.",
+    ]
     lines += _shipping_lines(
         report.get("shipping_plain", {}), report.get("shipping_aggregated", {})
     )

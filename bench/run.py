@@ -16,8 +16,10 @@ from typing import Any
 
 from bench.cases import Case, measure
 from bench.e2e import run_e2e
+from bench.hey import run_hey
 from bench.memory import measure_memory
 from bench.metrics_probe import read_metric, wait_zero
+from bench.nginx import nginx_empty_gif
 from bench.report import write_reports
 from bench.stack import BenchStack
 from tracker.devstack.processes import REPO_ROOT, free_port
@@ -58,6 +60,7 @@ def main() -> None:
         report["http"], report["shipping_plain"], report["shipping_aggregated"] = _all_cases(
             stack, seconds, rounds
         )
+        report["ceiling"] = _ceiling(seconds)
         report["memory"] = measure_memory(stack, 100_000)
     with BenchStack(with_dynamodb=True) as stack:
         stack.command("consumers", "init")
@@ -131,6 +134,21 @@ def _http_cases(
     finally:
         tracker.stop()
         baseline.stop()
+
+
+def _ceiling(seconds: float) -> dict[str, Any] | None:
+    """nginx empty_gif at c=100 with one worker, if nginx is installed."""
+    with nginx_empty_gif(workers=1) as url:
+        if url is None:
+            return None
+        result = run_hey(url + "/v1/pixel", 100, seconds=seconds)
+        return {
+            "server": "nginx empty_gif, 1 worker",
+            "concurrency": 100,
+            "rps": round(result.requests_per_second),
+            "p99_ms": round(result.p99_ms, 2),
+            "errors": result.non_2xx(),
+        }
 
 
 def _shipping_cost(metrics_url: str) -> dict[str, float]:
