@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import settings as hypothesis_settings
 
 from tests.support.kinesis import create_stream
 from tests.support.waiting import wait_until
@@ -20,6 +21,10 @@ from tracker.devstack.processes import (
     redis_server,
 )
 from tracker.settings import TrackerSettings
+
+# Property tests judge correctness, not speed: a slow CI machine must not fail them on time.
+hypothesis_settings.register_profile("project", deadline=None)
+hypothesis_settings.load_profile("project")
 
 Client = TestClient[web.Request, web.Application]
 StartTracker = Callable[..., Awaitable[Client]]
