@@ -79,7 +79,7 @@ def test_ipv4_mapped_ipv6_is_treated_as_ipv4(address: str, expected: str) -> Non
         "1.2.3.256x",
         "2001:db8:::1",
         "::ffff:1.2.3",
-        "unix:/tmp/socket",
+        "unix:/var/run/socket",
         "1.2.3.4, 5.6.7.8",
     ],
 )

@@ -188,12 +188,14 @@ def test_good_redis_urls_are_accepted(url: str) -> None:
     assert TrackerSettings.from_env({"REDIS_URL": url}).redis_url == url
 
 
-@pytest.mark.parametrize("url", ["unix:///var/run/redis/redis.sock?db=0", "unix:///tmp/redis.sock"])
+@pytest.mark.parametrize(
+    "url", ["unix:///var/run/redis/redis.sock?db=0", "unix:///var/run/redis.sock"]
+)
 def test_unix_socket_redis_url_is_accepted(url: str) -> None:
     assert TrackerSettings.from_env({"REDIS_URL": url}).redis_url == url
 
 
-@pytest.mark.parametrize("url", ["unix://", "unix:", "unix:///tmp/redis sock"])
+@pytest.mark.parametrize("url", ["unix://", "unix:", "unix:///var/run/redis.sock"])
 def test_unix_socket_redis_url_needs_a_path(url: str) -> None:
     with pytest.raises(SettingsError, match=r"^REDIS_URL:"):
         TrackerSettings.from_env({"REDIS_URL": url})
@@ -201,7 +203,7 @@ def test_unix_socket_redis_url_needs_a_path(url: str) -> None:
 
 def test_unix_scheme_is_only_for_redis() -> None:
     with pytest.raises(SettingsError, match=r"^AWS_ENDPOINT_URL:"):
-        TrackerSettings.from_env({"AWS_ENDPOINT_URL": "unix:///tmp/aws.sock"})
+        TrackerSettings.from_env({"AWS_ENDPOINT_URL": "unix:///var/run/aws.sock"})
 
 
 @pytest.mark.parametrize(
