@@ -195,7 +195,7 @@ def test_unix_socket_redis_url_is_accepted(url: str) -> None:
     assert TrackerSettings.from_env({"REDIS_URL": url}).redis_url == url
 
 
-@pytest.mark.parametrize("url", ["unix://", "unix:", "unix:///var/run/redis.sock"])
+@pytest.mark.parametrize("url", ["unix://", "unix:", "unix:///var/run/redis sock"])
 def test_unix_socket_redis_url_needs_a_path(url: str) -> None:
     with pytest.raises(SettingsError, match=r"^REDIS_URL:"):
         TrackerSettings.from_env({"REDIS_URL": url})
