@@ -30,7 +30,8 @@ from tests.support.consumers import (
     stored_message_ids,
 )
 from tests.support.dynamodb_proxy import FaultyDynamoDBProxy, WriteRequest, always, request_key
-from tracker.events.kpl import MAGIC, UserRecord, aggregate
+from tests.support.kpl import aggregate
+from tracker.events.kpl import MAGIC, UserRecord
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 SHARD = "shardId-000000000000"

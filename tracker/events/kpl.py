@@ -32,19 +32,6 @@ class AggregationError(ValueError):
     """The record claims to be aggregated (magic and digest match) but cannot be unpacked."""
 
 
-def aggregate(records: Sequence[UserRecord]) -> bytes:
-    """Pack user records into one aggregated record's data."""
-    message = agg.AggregatedRecord()
-    key_index: dict[str, int] = {}
-    for record in records:
-        index = key_index.setdefault(record.partition_key, len(key_index))
-        if index == len(message.partition_key_table):
-            message.partition_key_table.append(record.partition_key)
-        message.records.add(partition_key_index=index, data=record.data)
-    body = message.SerializeToString()
-    return MAGIC + body + hashlib.md5(body).digest()  # noqa: S324 (the format's checksum, not security)
-
-
 def pack(entries: Sequence[Entry], max_bytes: int = MAX_AGGREGATE_BYTES) -> list[Entry]:
     """Aggregate entries into records of at most ~max_bytes, each keyed by its first entry's
     partition key (random message ids, so records still spread over the shards).
