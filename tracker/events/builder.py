@@ -18,7 +18,7 @@ MAX_PARAMS = 16
 MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
 RESERVED_PARAMS = frozenset({"program", "customer"})
-_PARAM_KEY = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
+_PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
 
 TrackingEvent = pb.TrackingEvent
 MAX_PREFIXES = 100_000
