@@ -54,7 +54,7 @@ def main() -> None:
         "seconds_per_run": seconds,
         "rounds": rounds,
     }
-    with BenchStack(with_dynamodb=True) as stack:
+    with BenchStack() as stack:
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
         report["http"], report["shipping_plain"], report["shipping_aggregated"] = _all_cases(
@@ -62,7 +62,7 @@ def main() -> None:
         )
         report["ceiling"] = _ceiling(seconds)
         report["memory"] = measure_memory(stack, 100_000)
-    with BenchStack(with_dynamodb=True) as stack:
+    with BenchStack() as stack:
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
         requests = 20_000 if args.quick else args.e2e_requests

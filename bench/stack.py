@@ -20,19 +20,18 @@ from tracker.devstack.processes import (
 
 @dataclass
 class BenchStack:
-    """redis-server + kinesalite (+ moto server when `with_dynamodb`), and the env to reach them."""
+    """redis-server, kinesalite and moto server, and the env to reach them."""
 
-    with_dynamodb: bool = False
     env: dict[str, str] = field(default_factory=dict)
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def __enter__(self) -> BenchStack:
         redis = self._keep(redis_server(free_port()))
         kinesis = self._keep(kinesalite(free_port()))
-        dynamodb = self._keep(moto_server(free_port())) if self.with_dynamodb else None
+        dynamodb = self._keep(moto_server(free_port()))
         self.env = {
             **os.environ,
-            **emulator_env(redis.port, kinesis.port, dynamodb.port if dynamodb else 1),
+            **emulator_env(redis.port, kinesis.port, dynamodb.port),
             "LOG_LEVEL": "WARNING",
             "TRACKER_HOST": "127.0.0.1",
         }
