@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
 from tracker.events.anonymize import anonymize_ip
 from tracker.events.builder import (
+    IDS_PER_DRAW,
     MAX_HEADER_TEXT,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
@@ -168,9 +170,25 @@ def test_extra_params_empty() -> None:
 
 
 def test_message_ids_are_unique_32_hex() -> None:
-    ids = [new_message_id() for _ in range(2000)]
+    ids = [new_message_id() for _ in range(IDS_PER_DRAW * 8 + 3)]  # across several draws
     assert len(set(ids)) == len(ids)
     assert all(HEX32.fullmatch(i) for i in ids)
+
+
+def test_a_forked_child_draws_its_own_message_ids() -> None:
+    new_message_id()  # the parent now holds drawn, unused ids
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave without running pytest's teardown
+        os.write(write_end, "".join(new_message_id() for _ in range(4)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as pipe:
+        child = pipe.read()
+    parent = "".join(new_message_id() for _ in range(4))
+    assert len(child) == len(parent) == 128
+    assert child != parent
 
 
 PROGRAM = Program(

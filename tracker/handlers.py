@@ -11,8 +11,9 @@ from time import perf_counter, time
 from typing import NamedTuple
 
 from aiohttp import web
-from multidict import CIMultiDict, MultiMapping
+from multidict import MultiMapping
 
+from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
 from tracker.events.anonymize import anonymize_ip
 from tracker.events.builder import extra_params
@@ -28,7 +29,8 @@ PIXEL_GIF = (
     b"\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 NO_CACHE = "no-cache, no-store, must-revalidate"
-PIXEL_HEADERS = CIMultiDict({"Content-Type": "image/gif", "Cache-Control": NO_CACHE})
+PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": NO_CACHE}, PIXEL_GIF)
+MAX_REDIRECT_ANSWERS = 10_000  # one per landing URL; cleared when full, rebuilt on demand
 
 
 class Tracked(NamedTuple):
@@ -47,8 +49,9 @@ class TrackingHandlers:
         self._stats = core.metrics.hot.routes
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
+        self._redirects: dict[str, FixedAnswer] = {}
 
-    async def pixel(self, request: web.Request) -> web.Response:
+    async def pixel(self, request: web.Request) -> web.StreamResponse:
         started = perf_counter()
         stats = self._stats["pixel"]
         query = request.query
@@ -58,9 +61,9 @@ class TrackingHandlers:
         else:
             await self._track(request, query, stats, pb.IMPRESSION, program_id)
         stats.observe(perf_counter() - started)
-        return web.Response(body=PIXEL_GIF, headers=PIXEL_HEADERS)
+        return PIXEL_ANSWER.respond(request)
 
-    async def click(self, request: web.Request) -> web.Response:
+    async def click(self, request: web.Request) -> web.StreamResponse:
         started = perf_counter()
         stats = self._stats["click"]
         query = request.query
@@ -75,9 +78,16 @@ class TrackingHandlers:
             destination = tracked.program.landing_url
         if destination is None:
             return _json_error(404, "no destination for this program")
-        return web.Response(
-            status=302, headers={"Location": destination, "Cache-Control": NO_CACHE}
-        )
+        return self._redirect(destination).respond(request)
+
+    def _redirect(self, destination: str) -> FixedAnswer:
+        answer = self._redirects.get(destination)
+        if answer is None:
+            if len(self._redirects) >= MAX_REDIRECT_ANSWERS:
+                self._redirects.clear()
+            answer = FixedAnswer(302, {"Location": destination, "Cache-Control": NO_CACHE})
+            self._redirects[destination] = answer
+        return answer
 
     async def event(self, request: web.Request) -> web.Response:
         started = perf_counter()
