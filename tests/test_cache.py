@@ -100,6 +100,27 @@ def test_lru_eviction_at_max_entries(clock: FakeClock) -> None:
     assert {pid for pid in ("a", "c", "d") if cache.get(pid) is not None} == {"a", "c", "d"}
 
 
+def test_negative_cache_evicts_the_least_recently_used(clock: FakeClock) -> None:
+    cache = make_cache(clock, negative_max_entries=2)
+    cache.put(UNKNOWN, "x")
+    cache.put(UNKNOWN, "y")
+    assert cache.get("x") is UNKNOWN  # x becomes most recently used; y is now the oldest
+    cache.put(UNKNOWN, "z")
+    assert cache.get("y") is None
+    assert cache.get("x") is UNKNOWN
+    assert cache.get("z") is UNKNOWN
+
+
+def test_put_refreshes_recency(clock: FakeClock) -> None:
+    cache = make_cache(clock, max_entries=2)
+    cache.put(program("a"), "a")
+    cache.put(program("b"), "b")
+    cache.put(program("a"), "a")  # a is rewritten: b is now the oldest
+    cache.put(program("c"), "c")
+    assert cache.get("b") is None
+    assert cache.get("a") == program("a")
+
+
 def test_absent_is_cached_for_the_negative_ttl(clock: FakeClock) -> None:
     cache = make_cache(clock)
     cache.put(UNKNOWN, "ghost")

@@ -7,16 +7,17 @@ that is capped at REDIS_TIMEOUT_MS and shared with every concurrent miss for the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from time import perf_counter, time
 from typing import NamedTuple
 
 from aiohttp import web
-from multidict import MultiMapping
+from multidict import CIMultiDictProxy, MultiMapping
 
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
-from tracker.events.anonymize import anonymize_ip
-from tracker.events.builder import extra_params
+from tracker.events.anonymize import AnonymizedAddresses
+from tracker.events.builder import NO_PARAMS, extra_params
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.programs.model import Program, is_program_id
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -40,23 +41,29 @@ class Tracked(NamedTuple):
 
 
 class TrackingHandlers:
+    """The tracking routes. The pixel is the hot path: a cache hit never awaits, and each step
+    below was kept or rewritten by its measured cost (docs/benchmarks.md)."""
+
     def __init__(self, core: TrackerCore) -> None:
-        self._core = core
         self._cache = core.cache
         self._resolver = core.resolver
-        self._metrics = core.metrics
+        self._events = core.events
+        self._buffer = core.buffer
+        self._dropped = core.metrics.dropped_buffer_full
         self._lookups = core.metrics.hot.lookups
         self._stats = core.metrics.hot.routes
+        self._pixel_stats = self._stats["pixel"]
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
         self._redirects: dict[str, FixedAnswer] = {}
+        self._addresses = AnonymizedAddresses()
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
         started = perf_counter()
-        stats = self._stats["pixel"]
+        stats = self._pixel_stats
         query = request.query
         program_id = query.get("program")
-        if program_id is None or not is_program_id(program_id):
+        if program_id is None:
             stats.outcomes[MALFORMED] += 1
         else:
             await self._track(request, query, stats, pb.IMPRESSION, program_id)
@@ -68,10 +75,13 @@ class TrackingHandlers:
         stats = self._stats["click"]
         query = request.query
         program_id = query.get("program")
-        if program_id is None or not is_program_id(program_id):
+        if program_id is None:
             stats.outcomes[MALFORMED] += 1
+            tracked = None
+        else:
+            tracked = await self._track(request, query, stats, pb.CLICK, program_id)
+        if tracked is None:
             return _json_error(400, "query parameter 'program' is missing or malformed")
-        tracked = await self._track(request, query, stats, pb.CLICK, program_id)
         stats.observe(perf_counter() - started)
         destination = self._fallback
         if tracked.validation == pb.OK and tracked.program and tracked.program.landing_url:
@@ -93,10 +103,9 @@ class TrackingHandlers:
         started = perf_counter()
         stats = self._stats["event"]
         program_id = request.match_info["program_id"]
-        if not is_program_id(program_id):
-            stats.outcomes[MALFORMED] += 1
-            return _json_error(400, "program id is malformed")
         tracked = await self._track(request, request.query, stats, pb.EVENT, program_id)
+        if tracked is None:
+            return _json_error(400, "program id is malformed")
         stats.observe(perf_counter() - started)
         if tracked.validation == pb.UNKNOWN_PROGRAM:
             return _json_error(
@@ -113,10 +122,15 @@ class TrackingHandlers:
         stats: RouteStats,
         event_type: int,
         program_id: str,
-    ) -> Tracked:
-        """Validate against L1 (Redis on a miss), hand the event to the shipper."""
+    ) -> Tracked | None:
+        """Validate against L1 (Redis on a miss) and hand the event to the shipper; None, and
+        counted as malformed, when the program id is not well formed."""
         found: Program | Absent | None = self._cache.get(program_id)
         if found is None:
+            # Only well-formed ids are ever cached, so the format is checked on a miss alone.
+            if not is_program_id(program_id):
+                stats.outcomes[MALFORMED] += 1
+                return None
             self._lookups[LOOKUP_MISS] += 1
             found = await self._resolver.resolve(program_id)
         elif found.__class__ is Absent:
@@ -128,48 +142,38 @@ class TrackingHandlers:
         customer = _customer_id(customer_text)
         validation = classify(found, customer if customer_text is not None else None, now)
         program = found if found.__class__ is Program else None
-        message_id = self._ship(
-            request, query, event_type, validation, program_id, program, customer, now
+        headers = request.headers
+        message_id, data = self._events.build(
+            event_type,
+            validation,
+            program_id,
+            program,
+            int(now * 1000),
+            headers.get("User-Agent", ""),
+            headers.get("Referer", ""),
+            self._addresses.anonymized(self._client_ip(request, headers)),
+            customer,
+            _extra_params(query),
         )
+        if not self._buffer.offer(message_id, data):
+            self._dropped.inc()
         stats.outcomes[validation] += 1
         return Tracked(validation, program, message_id)
 
-    def _ship(
-        self,
-        request: web.Request,
-        query: MultiMapping[str],
-        event_type: int,
-        validation: int,
-        program_id: str,
-        program: Program | None,
-        customer: int,
-        now: float,
-    ) -> str:
-        headers = request.headers
-        message_id, data = self._core.events.build(
-            event_type=event_type,
-            validation=validation,
-            program_id=program_id,
-            program=program,
-            timestamp_ms=int(now * 1000),
-            user_agent=headers.get("User-Agent", ""),
-            referer=headers.get("Referer", ""),
-            client_ip=anonymize_ip(self._client_ip(request)),
-            requested_customer_id=customer,
-            params=extra_params(query.items()) if query else {},
-        )
-        if not self._core.buffer.offer(message_id, data):
-            self._metrics.dropped_buffer_full.inc()
-        return message_id
-
-    def _client_ip(self, request: web.Request) -> str | None:
+    def _client_ip(self, request: web.Request, headers: CIMultiDictProxy[str]) -> str | None:
         if self._trust_forwarded:
-            forwarded = request.headers.get("X-Forwarded-For")
+            forwarded = headers.get("X-Forwarded-For")
             if forwarded:
                 # The load balancer appends the address it saw; earlier entries are the client's
                 # own claims and can be forged.
                 return forwarded.rsplit(",", 1)[-1].strip()
         return request.remote
+
+
+def _extra_params(query: MultiMapping[str]) -> Mapping[str, str]:
+    if not query or (len(query) == 1 and "program" in query):
+        return NO_PARAMS  # the common pixel: nothing but the program
+    return extra_params(query.items())
 
 
 def _customer_id(text: str | None) -> int:

