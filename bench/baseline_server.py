@@ -1,7 +1,11 @@
 """The baseline: a bare aiohttp + uvloop server answering the same 43-byte GIF from one route,
 access log off. What the tracker is measured against.
 
-    python -m bench.baseline_server PORT [WORKERS]
+    python -m bench.baseline_server PORT [WORKERS] [--pre-serialized]
+
+With --pre-serialized it answers with the tracker's own pre-serialized answer
+(tracker.answers.FixedAnswer) instead of a web.Response: the floor of the tracker's approach,
+against which the tracker's remaining cost (validation, event, shipping) shows alone.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import sys
 import uvloop
 from aiohttp import web
 
+from tracker.answers import FixedAnswer
+
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00"
     b"\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
@@ -19,13 +25,20 @@ GIF = (
 HEADERS = {"Content-Type": "image/gif", "Cache-Control": "no-cache, no-store, must-revalidate"}
 
 
+ANSWER = FixedAnswer(200, HEADERS, GIF)
+
+
 async def pixel(request: web.Request) -> web.Response:
     return web.Response(body=GIF, headers=HEADERS)
 
 
-def serve(port: int, reuse_port: bool) -> None:
+async def pre_serialized_pixel(request: web.Request) -> web.StreamResponse:
+    return ANSWER.respond(request)
+
+
+def serve(port: int, reuse_port: bool, pre_serialized: bool = False) -> None:
     app = web.Application()
-    app.router.add_get("/v1/pixel", pixel)
+    app.router.add_get("/v1/pixel", pre_serialized_pixel if pre_serialized else pixel)
     web.run_app(
         app,
         host="127.0.0.1",
@@ -37,12 +50,14 @@ def serve(port: int, reuse_port: bool) -> None:
     )
 
 
-def main(port: int, workers: int) -> None:
+def main(port: int, workers: int, pre_serialized: bool) -> None:
     if workers == 1:
-        serve(port, reuse_port=False)
+        serve(port, reuse_port=False, pre_serialized=pre_serialized)
         return
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=serve, args=(port, True)) for _ in range(workers)]
+    processes = [
+        context.Process(target=serve, args=(port, True, pre_serialized)) for _ in range(workers)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -50,4 +65,10 @@ def main(port: int, workers: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+    flags = {"--pre-serialized"}
+    positional = [arg for arg in sys.argv[1:] if arg not in flags]
+    main(
+        int(positional[0]),
+        int(positional[1]) if len(positional) > 1 else 1,
+        "--pre-serialized" in sys.argv,
+    )

@@ -19,6 +19,8 @@ class Case:
     concurrency: int
     workers: int
     expected_status: int = 200
+    # "bare": aiohttp's own Response; "pre-serialized": the tracker's FixedAnswer (the floor)
+    baseline: str = "bare"
 
 
 @dataclass

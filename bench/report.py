@@ -32,7 +32,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for row in report["http"]:
         lines.append(
-            f"| {row['name']} | {row['concurrency']} | {row['workers']} | {row['rps']:,} | "
+            f"| {_case_name(row)} | {row['concurrency']} | {row['workers']} | {row['rps']:,} | "
             f"{row['baseline_rps']:,} | {row['ratio_rps']:.2f} | {row['p50_ms']} | "
             f"{row['p99_ms']} | {row['baseline_p99_ms']} | {row['ratio_p99']} | "
             f"{row['errors']} | {row['tracker_cpu_us_per_request']} | "
@@ -65,6 +65,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _case_name(row: dict[str, Any]) -> str:
+    """The case, and which baseline it ran against when not the bare aiohttp Response."""
+    baseline = row.get("baseline", "bare")
+    return row["name"] if baseline == "bare" else f"{row['name']} (baseline {baseline})"
+
+
 def _shipping_lines(plain: dict[str, float], aggregated: dict[str, float]) -> list[str]:
     if not plain or not aggregated:
         return []
@@ -81,7 +87,9 @@ def _shipping_lines(plain: dict[str, float], aggregated: dict[str, float]) -> li
 
 def chart(rows: list[dict[str, Any]], path: Path) -> None:
     labels = [
-        f"{r['name'].replace(', ', chr(10))}\nc={r['concurrency']}, w={r['workers']}" for r in rows
+        f"{_case_name(r).replace(', ', chr(10)).replace(' (', chr(10) + '(')}\n"
+        f"c={r['concurrency']}, w={r['workers']}"
+        for r in rows
     ]
     positions = range(len(rows))
     figure, axis = plt.subplots(figsize=(13, 6))
@@ -90,7 +98,7 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
         [p - width / 2 for p in positions],
         [r["baseline_rps"] for r in rows],
         width,
-        label="bare aiohttp + uvloop",
+        label="bare aiohttp + uvloop (web.Response, or as labelled)",
         color="#9aa5b1",
     )
     axis.bar(

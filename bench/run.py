@@ -22,14 +22,16 @@ from bench.metrics_probe import read_metric, wait_zero
 from bench.nginx import nginx_empty_gif
 from bench.report import write_reports
 from bench.stack import BenchStack
-from tracker.devstack.processes import REPO_ROOT, free_port
+from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
 RESULTS = REPO_ROOT / "bench" / "results"
 DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
 
 PIXEL = "/v1/pixel?program=demo-shoes"
+PRE_SERIALIZED = "pre-serialized"
 CASES_ONE_WORKER = [
     Case("pixel, cached valid", PIXEL, 100, 1),
+    Case("pixel, cached valid", PIXEL, 100, 1, baseline=PRE_SERIALIZED),
     Case("pixel, cached valid", PIXEL, 50, 1),
     Case("pixel, cached valid", PIXEL, 200, 1),
     Case("pixel, unknown program", "/v1/pixel?program=no-such-program", 100, 1),
@@ -99,18 +101,16 @@ def _http_cases(
     extra: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """The cases' summaries, and what shipping cost in Kinesis records and payload units."""
-    tracker_port, baseline_port = free_port(), free_port()
+    tracker_port = free_port()
     settings = {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers), **(extra or {})}
     tracker = stack.process("tracker", ["tracker", "serve"], tracker_port, settings)
-    baseline = stack.process(
-        "baseline", ["bench.baseline_server", str(baseline_port), str(workers)], baseline_port
-    )
+    baselines = {kind: _baseline(stack, kind, workers) for kind in {c.baseline for c in cases}}
     tracker.start()
-    baseline.start()
+    for baseline in baselines.values():
+        baseline.start()
     try:
         time.sleep(1.0)  # every worker bound and subscribed
         assert tracker.process is not None
-        assert baseline.process is not None
         metrics = f"http://127.0.0.1:{tracker_port}/metrics"
 
         def settle() -> None:
@@ -118,22 +118,33 @@ def _http_cases(
                 wait_zero(metrics, "tracker_ship_buffer_depth", 60)
             time.sleep(0.5)
 
-        summaries = [
-            measure(
+        summaries = []
+        for case in cases:
+            baseline = baselines[case.baseline]
+            assert baseline.process is not None
+            measured = measure(
                 case,
                 f"http://127.0.0.1:{tracker_port}",
-                f"http://127.0.0.1:{baseline_port}",
+                f"http://127.0.0.1:{baseline.port}",
                 (tracker.process.pid, baseline.process.pid),
                 rounds,
                 seconds,
                 settle,
-            ).summary()
-            for case in cases
-        ]
+            )
+            summaries.append(measured.summary())
         return summaries, _shipping_cost(metrics)
     finally:
         tracker.stop()
-        baseline.stop()
+        for baseline in baselines.values():
+            baseline.stop()
+
+
+def _baseline(stack: BenchStack, kind: str, workers: int) -> ManagedProcess:
+    port = free_port()
+    argv = ["bench.baseline_server", str(port), str(workers)]
+    if kind == PRE_SERIALIZED:
+        argv.append("--pre-serialized")
+    return stack.process(f"baseline-{kind}", argv, port)
 
 
 def _ceiling(seconds: float) -> dict[str, Any] | None:
