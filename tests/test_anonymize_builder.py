@@ -6,10 +6,13 @@ import os
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tracker.events.anonymize import anonymize_ip
 from tracker.events.builder import (
     IDS_PER_DRAW,
+    MAX_CLIENTS,
     MAX_HEADER_TEXT,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
@@ -313,3 +316,73 @@ def test_build_message_ids_are_unique_per_event() -> None:
 def test_build_handles_non_ascii_text() -> None:
     event = TrackingEvent.FromString(build(user_agent="Bj\u00f6rk \U0001f600", params={})[1])
     assert event.user_agent == "Bj\u00f6rk \U0001f600"
+
+
+# One factory for every example, so that its memos are both hit and missed along the way.
+SHARED_FACTORY = EventFactory("tracker-shared")
+_TEXT = st.text(max_size=600)  # beyond MAX_HEADER_TEXT, any code point
+
+
+@given(
+    event_type=st.sampled_from(pb.EventType.values()),
+    validation=st.sampled_from(pb.Validation.values()),
+    program_id=st.sampled_from(["summer", "winter", "ghost"]),
+    timestamp_ms=st.sampled_from([1_700_000_000_000, 1_700_000_000_001, 2**62]),
+    user_agent=st.sampled_from(["Mozilla/5.0", ""]) | _TEXT,
+    referer=st.sampled_from(["https://news.example/", ""]) | _TEXT,
+    client_ip=st.sampled_from(["203.0.113.0", "2001:db8:1::", ""]),
+    customer=st.none() | st.integers(min_value=-1, max_value=2**31),
+    params=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+)
+def test_build_parses_as_the_event_built_field_by_field(  # noqa: PLR0917
+    event_type: int,
+    validation: int,
+    program_id: str,
+    timestamp_ms: int,
+    user_agent: str,
+    referer: str,
+    client_ip: str,
+    customer: int | None,
+    params: dict[str, str],
+) -> None:
+    program = PROGRAM if program_id == "summer" else None
+    message_id, data = SHARED_FACTORY.build(
+        event_type,
+        validation,
+        program_id,
+        program,
+        timestamp_ms,
+        user_agent,
+        referer,
+        client_ip,
+        customer,
+        params,
+    )
+    expected = TrackingEvent(
+        programid=program_id,
+        tracker_instance="tracker-shared",
+        message_id=message_id,
+        event_type=event_type,  # type: ignore[arg-type]
+        validation=validation,  # type: ignore[arg-type]
+        is_valid=validation == pb.OK,
+        timestamp_ms=timestamp_ms,
+        user_agent=user_agent[:MAX_HEADER_TEXT],
+        referer=referer[:MAX_HEADER_TEXT],
+        client_ip_anonymized=client_ip,
+        requested_customer_id=customer or 0,
+        params=params,
+    )
+    if program is not None:
+        expected.checksum = program.checksum
+        expected.customer_id = program.customer_id
+        expected.program_name = program.program_name
+        expected.customer_name = program.customer_name
+    assert TrackingEvent.FromString(data) == expected
+
+
+def test_client_memo_is_bounded() -> None:
+    factory = EventFactory("tracker-a")
+    for i in range(MAX_CLIENTS * 2 + 5):
+        _, data = build(factory, user_agent=f"agent-{i}", params={})
+        assert TrackingEvent.FromString(data).user_agent == f"agent-{i}"
+    assert len(factory._clients) <= MAX_CLIENTS
