@@ -11,7 +11,9 @@ against which the tracker's remaining cost (validation, event, shipping) shows a
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
+from types import FrameType
 
 import uvloop
 from aiohttp import web
@@ -60,6 +62,13 @@ def main(port: int, workers: int, pre_serialized: bool) -> None:
     ]
     for process in processes:
         process.start()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for process in processes:
+            process.terminate()  # else the workers outlive this process, still bound
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     for process in processes:
         process.join()
 

@@ -19,11 +19,13 @@ from tracker.events.sink import KinesisSink, failed_indexes, put_records_body
 ENTRIES = [Entry(f"{n:032x}", bytes([n]) * (n + 1)) for n in range(5)]
 
 
-def test_body_is_the_put_records_json() -> None:
-    body = json.loads(put_records_body("tracking-events", ENTRIES))
+@pytest.mark.parametrize("count", [0, 1, len(ENTRIES)])
+def test_body_is_the_put_records_json(count: int) -> None:
+    entries = ENTRIES[:count]
+    body = json.loads(put_records_body("tracking-events", entries))
     assert body["StreamName"] == "tracking-events"
     assert [(r["PartitionKey"], base64.b64decode(r["Data"])) for r in body["Records"]] == [
-        (e.partition_key, e.data) for e in ENTRIES
+        (e.partition_key, e.data) for e in entries
     ]
 
 

@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import re
-from base64 import b64encode
+from binascii import b2a_base64
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -40,12 +40,17 @@ class RecordSink(Protocol):
 
 
 def put_records_body(stream: str, entries: Sequence[Entry]) -> bytes:
-    """The PutRecords JSON body, assembled without a JSON encoder."""
-    records = b",".join(
-        b'{"Data":"' + b64encode(e.data) + b'","PartitionKey":"' + e.partition_key.encode() + b'"}'
-        for e in entries
+    """The PutRecords JSON body, assembled without a JSON encoder: each record's base64 data and
+    key, joined by what closes one record and opens the next."""
+    if not entries:
+        return b'{"StreamName":"' + stream.encode() + b'","Records":[]}'
+    records = b'"},{"Data":"'.join(
+        [
+            b2a_base64(e.data, newline=False) + b'","PartitionKey":"' + e.partition_key.encode()
+            for e in entries
+        ]
     )
-    return b'{"StreamName":"' + stream.encode() + b'","Records":[' + records + b"]}"
+    return b'{"StreamName":"' + stream.encode() + b'","Records":[{"Data":"' + records + b'"}]}'
 
 
 def failed_indexes(answer: bytes, count: int) -> list[int]:
