@@ -88,22 +88,24 @@ class Shipper:
         self._slots.release()
 
     async def _send(self, batch: list[Entry]) -> None:
-        pending = batch
-        self._in_flight_entries += _events(pending)
+        pending, pending_events = batch, _events(batch)
+        self._in_flight_entries += pending_events
         try:
             attempt = 0
             while pending:
-                remaining = await self._put_once(pending)
-                self._in_flight_entries -= _events(pending) - _events(remaining)
-                pending = remaining
+                remaining = await self._put_once(pending, pending_events)
+                remaining_events = _events(remaining) if remaining else 0
+                self._in_flight_entries -= pending_events - remaining_events
+                pending, pending_events = remaining, remaining_events
                 if pending:
                     self._metrics.retried_entries.inc(len(pending))
                     await asyncio.sleep(backoff_delay(attempt, self._rng))
                     attempt += 1
         finally:
-            self._in_flight_entries -= _events(pending)
+            self._in_flight_entries -= pending_events
 
-    async def _put_once(self, entries: list[Entry]) -> list[Entry]:
+    async def _put_once(self, entries: list[Entry], events: int) -> list[Entry]:
+        """One PutRecords call for `entries` (holding `events` events); the refused entries."""
         started = time.perf_counter()
         try:
             failed = await self._sink.put(entries)
@@ -115,9 +117,9 @@ class Shipper:
         self._metrics.put_latency.observe(time.perf_counter() - started)
         self._metrics.batch_records.observe(len(entries))
         self._metrics.kinesis_records.inc(len(entries))
-        self._metrics.payload_units.inc(sum(-(-len(e.data) // PAYLOAD_UNIT) for e in entries))
+        self._metrics.payload_units.inc(sum([-(-len(e.data) // PAYLOAD_UNIT) for e in entries]))
         refused = [entries[i] for i in failed]
-        self._metrics.shipped.inc(_events(entries) - _events(refused))
+        self._metrics.shipped.inc(events - (_events(refused) if refused else 0))
         if failed:
             self._metrics.failed_entries.inc(len(failed))
         return refused
