@@ -1,5 +1,5 @@
-"""HTTP benchmark cases: each measures a target against the baseline, interleaved A/B/A/B so that
-drift of the machine (thermal, other load) falls on both sides alike."""
+"""HTTP benchmark cases: each measures a target against the baseline, interleaved A/B/B/A... so
+that drift of the machine (thermal, other load) falls on both sides alike."""
 
 from __future__ import annotations
 
@@ -72,19 +72,30 @@ def measure(
     seconds: float,
     pause: Callable[[], None],
 ) -> Measured:
-    """A/B/A/B... `rounds` times. CPU is counted per side over its own runs, the tracker's
+    """`rounds` rounds, A/B then B/A alternately (ABBA), so that drift of the machine within a
+    round falls on both sides. CPU is counted per side over its own runs, the tracker's
     including the shipping that follows them; `pids` are (tracker, baseline)."""
     tracker_pid, baseline_pid = pids
     target: list[HeyResult] = []
     baseline: list[HeyResult] = []
     cpu = [0.0, 0.0]
-    for _ in range(rounds):
+
+    def run_baseline() -> None:
         before = cpu_seconds(baseline_pid)
         baseline.append(run_hey(baseline_url + "/v1/pixel", case.concurrency, seconds=seconds))
         cpu[1] += cpu_seconds(baseline_pid) - before
         pause()
+
+    def run_tracker() -> None:
         before = cpu_seconds(tracker_pid)
         target.append(run_hey(tracker_url + case.path, case.concurrency, seconds=seconds))
         pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
         cpu[0] += cpu_seconds(tracker_pid) - before
+
+    for round_number in range(rounds):
+        order = (
+            (run_baseline, run_tracker) if round_number % 2 == 0 else (run_tracker, run_baseline)
+        )
+        for run in order:
+            run()
     return Measured(case, target, baseline, cpu[0], cpu[1], rss_mb(tracker_pid), seconds)

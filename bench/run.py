@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--e2e-requests", type=int, default=200_000)
     args = parser.parse_args()
-    seconds, rounds = (2.0, 1) if args.quick else (5.0, 2)
+    seconds, rounds = (2.0, 1) if args.quick else (5.0, 4)
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "machine": _machine(),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker.events.anonymize import anonymize_ip
+from tracker.events.anonymize import AnonymizedAddresses, anonymize_ip
 from tracker.events.builder import (
     IDS_PER_DRAW,
     MAX_CLIENTS,
@@ -386,3 +386,15 @@ def test_client_memo_is_bounded() -> None:
         _, data = build(factory, user_agent=f"agent-{i}", params={})
         assert TrackingEvent.FromString(data).user_agent == f"agent-{i}"
     assert len(factory._clients) <= MAX_CLIENTS
+
+
+def test_memoized_anonymization_matches_and_stays_bounded() -> None:
+    addresses = AnonymizedAddresses(max_entries=8)
+    samples = ["192.168.17.42", "2001:db8:1234:5678::1", "", None, "not-an-address", "x" * 5000]
+    for _ in range(3):  # misses, then hits
+        for address in samples:
+            assert addresses.anonymized(address) == anonymize_ip(address)
+    for i in range(100):
+        assert addresses.anonymized(f"10.0.{i}.9") == f"10.0.{i}.0"
+    assert len(addresses._known) <= 8
+    assert "x" * 5000 not in addresses._known

@@ -31,7 +31,8 @@ PIXEL_GIF = (
 )
 NO_CACHE = "no-cache, no-store, must-revalidate"
 PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": NO_CACHE}, PIXEL_GIF)
-MAX_REDIRECT_ANSWERS = 10_000  # one per landing URL; cleared when full, rebuilt on demand
+# One per landing URL (at most ~5 KB each); cleared when full, rebuilt on demand.
+MAX_REDIRECT_ANSWERS = 2_000
 
 
 class Tracked(NamedTuple):

@@ -28,6 +28,10 @@ def anonymize_ip(address: str | None) -> str:
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
 
 
+# The longest textual IPv6 address with a zone, roughly; longer keys would bloat the memo.
+MAX_ADDRESS_TEXT = 64
+
+
 class AnonymizedAddresses:
     """anonymize_ip with a bounded memo: a client sends many requests over one connection (and
     a load balancer's address repeats), and a dict lookup costs a tenth of the regex."""
@@ -37,6 +41,8 @@ class AnonymizedAddresses:
         self._max_entries = max_entries
 
     def anonymized(self, address: str | None) -> str:
+        if address is not None and len(address) > MAX_ADDRESS_TEXT:
+            return anonymize_ip(address)  # not an address; and never a memo key
         known = self._known.get(address)
         if known is None:
             if len(self._known) >= self._max_entries:
