@@ -19,6 +19,7 @@ from tracker.core import TrackerCore
 from tracker.events.anonymize import AnonymizedAddresses
 from tracker.events.builder import NO_PARAMS, extra_params
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
+from tracker.memo import BoundedMemo
 from tracker.programs.model import Program, is_program_id
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.validation.cache import Absent
@@ -31,7 +32,7 @@ PIXEL_GIF = (
 )
 NO_CACHE = "no-cache, no-store, must-revalidate"
 PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": NO_CACHE}, PIXEL_GIF)
-# One per landing URL (at most ~5 KB each); cleared when full, rebuilt on demand.
+# One per landing URL, at most ~5 KB each.
 MAX_REDIRECT_ANSWERS = 2_000
 
 
@@ -56,7 +57,7 @@ class TrackingHandlers:
         self._pixel_stats = self._stats["pixel"]
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
-        self._redirects: dict[str, FixedAnswer] = {}
+        self._redirects: BoundedMemo[str, FixedAnswer] = BoundedMemo(MAX_REDIRECT_ANSWERS)
         self._addresses = AnonymizedAddresses()
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
@@ -94,10 +95,9 @@ class TrackingHandlers:
     def _redirect(self, destination: str) -> FixedAnswer:
         answer = self._redirects.get(destination)
         if answer is None:
-            if len(self._redirects) >= MAX_REDIRECT_ANSWERS:
-                self._redirects.clear()
-            answer = FixedAnswer(302, {"Location": destination, "Cache-Control": NO_CACHE})
-            self._redirects[destination] = answer
+            answer = self._redirects.remember(
+                destination, FixedAnswer(302, {"Location": destination, "Cache-Control": NO_CACHE})
+            )
         return answer
 
     async def event(self, request: web.Request) -> web.Response:

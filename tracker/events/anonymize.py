@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from tracker.memo import BoundedMemo
+
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}", re.ASCII)
 
@@ -37,15 +39,12 @@ class AnonymizedAddresses:
     a load balancer's address repeats), and a dict lookup costs a tenth of the regex."""
 
     def __init__(self, max_entries: int = 4096) -> None:
-        self._known: dict[str | None, str] = {}
-        self._max_entries = max_entries
+        self._known: BoundedMemo[str | None, str] = BoundedMemo(max_entries)
 
     def anonymized(self, address: str | None) -> str:
         if address is not None and len(address) > MAX_ADDRESS_TEXT:
             return anonymize_ip(address)  # not an address; and never a memo key
         known = self._known.get(address)
         if known is None:
-            if len(self._known) >= self._max_entries:
-                self._known.clear()  # bounded; a burst of new addresses costs a few regexes
-            known = self._known[address] = anonymize_ip(address)
+            known = self._known.remember(address, anonymize_ip(address))
         return known

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from tracker.memo import BoundedMemo
 from tracker.programs.model import Program
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -84,8 +85,9 @@ class EventFactory:
     def __init__(self, instance_id: str) -> None:
         self._instance_id = instance_id[:MAX_HEADER_TEXT]
         # program id -> (the Program it was built from, or None for an unknown id; its bytes)
-        self._prefixes: dict[str, tuple[Program | None, bytes]] = {}
-        self._clients: dict[tuple[str, str, str], bytes] = {}
+        self._prefixes: BoundedMemo[str, tuple[Program | None, bytes]] = BoundedMemo(MAX_PREFIXES)
+        # at most ~2.5 KB per entry
+        self._clients: BoundedMemo[tuple[str, str, str], bytes] = BoundedMemo(MAX_CLIENTS)
         self._outcomes = {
             (event_type, validation): TrackingEvent(
                 event_type=event_type,  # type: ignore[arg-type]
@@ -136,26 +138,20 @@ class EventFactory:
         key = (user_agent, referer, client_ip)
         serialized = self._clients.get(key)
         if serialized is None:
-            if len(self._clients) >= MAX_CLIENTS:
-                self._clients.clear()  # bounded: at most ~2.5 KB per entry
-            serialized = TrackingEvent(
+            part = TrackingEvent(
                 user_agent=user_agent, referer=referer, client_ip_anonymized=client_ip
-            ).SerializeToString()
-            self._clients[key] = serialized
+            )
+            serialized = self._clients.remember(key, part.SerializeToString())
         return serialized
 
     def _prefix(self, program_id: str, program: Program | None) -> bytes:
         cached = self._prefixes.get(program_id)
         if cached is not None and cached[0] is program:
             return cached[1]
-        if len(self._prefixes) >= MAX_PREFIXES:
-            self._prefixes.clear()  # bounded: a flood of ids costs a rebuild, never memory
         prefix = TrackingEvent(programid=program_id, tracker_instance=self._instance_id)
         if program is not None:
             prefix.checksum = program.checksum
             prefix.customer_id = program.customer_id
             prefix.program_name = program.program_name
             prefix.customer_name = program.customer_name
-        serialized = prefix.SerializeToString()
-        self._prefixes[program_id] = (program, serialized)
-        return serialized
+        return self._prefixes.remember(program_id, (program, prefix.SerializeToString()))[1]
