@@ -17,7 +17,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
 from tracker.events.anonymize import AnonymizedAddresses
-from tracker.events.builder import NO_PARAMS, extra_params
+from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.memo import BoundedMemo
 from tracker.programs.model import Program, is_program_id
@@ -172,8 +172,8 @@ class TrackingHandlers:
 
 
 def _extra_params(query: MultiMapping[str]) -> Mapping[str, str]:
-    if not query or (len(query) == 1 and "program" in query):
-        return NO_PARAMS  # the common pixel: nothing but the program
+    if RESERVED_PARAMS.issuperset(query.keys()):
+        return NO_PARAMS  # the common pixel: nothing but the program (and customer)
     return extra_params(query.items())
 
 
