@@ -94,7 +94,7 @@ class Shipper:
             attempt = 0
             while pending:
                 remaining = await self._put_once(pending, pending_events)
-                remaining_events = _events(remaining) if remaining else 0
+                remaining_events = _events(remaining)
                 self._in_flight_entries -= pending_events - remaining_events
                 pending, pending_events = remaining, remaining_events
                 if pending:
@@ -119,7 +119,7 @@ class Shipper:
         self._metrics.kinesis_records.inc(len(entries))
         self._metrics.payload_units.inc(sum([-(-len(e.data) // PAYLOAD_UNIT) for e in entries]))
         refused = [entries[i] for i in failed]
-        self._metrics.shipped.inc(events - (_events(refused) if refused else 0))
+        self._metrics.shipped.inc(events - _events(refused))
         if failed:
             self._metrics.failed_entries.inc(len(failed))
         return refused
