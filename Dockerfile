@@ -34,8 +34,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+# uid and gid 10001: the EFS access point of the deployment (infra/cloudformation) writes as
+# 10001:10001, so files in a shared spill directory belong to the same user everywhere.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/adtracker/spill
 COPY --from=build /opt/venv /opt/venv
+# The tracker's on-disk event log (see docs/deploy.md, "The spill volume"). A VOLUME, so that
+# it is not in the container's writable layer: Docker creates an anonymous volume when nothing
+# is mounted there; mount a named volume (or EFS in ECS) for events to outlive the container.
+# Docker fills an empty named volume from this directory, owner and mode included.
+ENV SPILL_DIR=/var/lib/adtracker/spill
+VOLUME ["/var/lib/adtracker/spill"]
 USER 10001
 EXPOSE 8080 9101
 # The consumers serve /healthz on their metrics port: their services set HEALTHCHECK_URL to it.

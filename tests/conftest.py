@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -73,9 +74,12 @@ async def event_stream(kinesalite_url: str) -> str:
 
 
 @pytest.fixture
-def tracker_env(redis_url: str, kinesalite_url: str, event_stream: str) -> dict[str, str]:
-    """Settings for a tracker on the test's own Redis and stream."""
+def tracker_env(
+    redis_url: str, kinesalite_url: str, event_stream: str, tmp_path: Path
+) -> dict[str, str]:
+    """Settings for a tracker on the test's own Redis, stream and spill directory."""
     return {
+        "SPILL_DIR": str(tmp_path / "spill"),
         "REDIS_URL": redis_url,
         "AWS_ENDPOINT_URL_KINESIS": kinesalite_url,
         "AWS_REGION": "us-east-1",

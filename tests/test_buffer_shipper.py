@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 
 from tracker import backoff as backoff_module
 from tracker.backoff import MAX_BACKOFF, backoff_delay
 from tracker.events.buffer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, EventBuffer
-from tracker.events.shipper import Shipper
+from tracker.events.fallback import MemoryFallback
+from tracker.events.shipper import Shipper, ShipperOptions
+from tracker.events.spill.log import DiskLog, SpillSettings
 from tracker.metrics import TrackerMetrics
 
 MIB = 1024 * 1024
@@ -257,28 +261,58 @@ def sample(metrics: TrackerMetrics, name: str, labels: dict[str, str] | None = N
     return value
 
 
-def make_shipper(
+_DISKS: weakref.WeakKeyDictionary[Shipper, tuple[DiskLog, MemoryFallback]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def make_shipper(
+    directory: Path,
     sink: FakeSink,
     buffer: EventBuffer | None = None,
     *,
     linger: float = 0.001,
     max_in_flight: int = 4,
 ) -> tuple[Shipper, EventBuffer, TrackerMetrics]:
+    """A shipper with a real on-disk log in `directory`, and the sink in memory."""
     buffer = buffer or EventBuffer(100_000)
     metrics = TrackerMetrics()
-    shipper = Shipper(
-        buffer, sink, metrics, linger=linger, max_in_flight=max_in_flight, rng=random.Random(0)
-    )
+    fallback = MemoryFallback(buffer, metrics.drops)
+    disk = DiskLog(SpillSettings(directory, max_bytes=1024**3, fsync=False), fallback)
+    await disk.open()
+    buffer.overflow = disk.append
+    options = ShipperOptions(linger=linger, max_in_flight=max_in_flight)
+    shipper = Shipper(buffer, disk, sink, metrics, options, rng=random.Random(0))
+    _DISKS[shipper] = (disk, fallback)
     return shipper, buffer, metrics
 
 
-async def test_ships_a_partial_batch_after_linger() -> None:
+async def drain(shipper: Shipper, runner: asyncio.Task[None], deadline: float) -> int:
+    """Shut the shipper down as the app does; the events written to disk."""
+    disk, fallback = _DISKS[shipper]
+    kept = await shipper.drain([runner], fallback, deadline)
+    await disk.close()
+    return kept
+
+
+async def on_disk(directory: Path) -> list[Entry]:
+    """Every event a later process would find in `directory`."""
+    disk = DiskLog(SpillSettings(directory, max_bytes=1024**3, fsync=False), lambda _e, _r: None)
+    await disk.open()
+    found: list[Entry] = []
+    while (batch := await disk.next_batch(MAX_BATCH_RECORDS)) is not None:
+        found.extend(batch.entries)
+    await disk.close()
+    return found
+
+
+async def test_ships_a_partial_batch_after_linger(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, buffer, metrics = make_shipper(sink)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink)
     runner = asyncio.create_task(shipper.run())
     entries = fill(buffer, 10)
     await asyncio.wait_for(sink.first_call.wait(), 1)
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert sink.accepted == entries
     assert sink.calls == [entries]
     assert sample(metrics, "tracker_ship_events_shipped_total") == 10
@@ -287,13 +321,13 @@ async def test_ships_a_partial_batch_after_linger() -> None:
     assert sample(metrics, "tracker_ship_failed_entries_total") == 0
 
 
-async def test_only_failed_indexes_are_resent(fast_backoff: None) -> None:
+async def test_only_failed_indexes_are_resent(fast_backoff: None, tmp_path: Path) -> None:
     bad = {key(1), key(3), key(8)}
     sink = FakeSink(lambda e, attempt: e.partition_key in bad and attempt == 0)
-    shipper, buffer, metrics = make_shipper(sink)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink)
     entries = fill(buffer, 10)
     runner = asyncio.create_task(shipper.run())
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert len(sink.calls) == 2
     assert sink.calls[0] == entries
     assert sink.calls[1] == [entries[1], entries[3], entries[8]]
@@ -304,7 +338,7 @@ async def test_only_failed_indexes_are_resent(fast_backoff: None) -> None:
 
 
 async def test_every_event_delivered_exactly_once_despite_repeated_partial_failures(
-    fast_backoff: None,
+    fast_backoff: None, tmp_path: Path
 ) -> None:
     def fails(entry: Entry, attempt: int) -> bool:
         i = int(entry.partition_key, 16)
@@ -312,10 +346,10 @@ async def test_every_event_delivered_exactly_once_despite_repeated_partial_failu
 
     sink = FakeSink(fails)
     sink.fail_whole_calls = 2
-    shipper, buffer, metrics = make_shipper(sink, max_in_flight=3)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink, max_in_flight=3)
     entries = fill(buffer, 1234)
     runner = asyncio.create_task(shipper.run())
-    assert await shipper.drain(runner, deadline=5) == 0
+    assert await drain(shipper, runner, deadline=5) == 0
     delivered = Counter(e.partition_key for e in sink.accepted)
     assert set(delivered) == {e.partition_key for e in entries}
     assert set(delivered.values()) == {1}
@@ -328,13 +362,13 @@ async def test_every_event_delivered_exactly_once_despite_repeated_partial_failu
     assert failed == sum(len(call) for call in sink.calls) - 1234
 
 
-async def test_whole_call_failure_is_retried(fast_backoff: None) -> None:
+async def test_whole_call_failure_is_retried(fast_backoff: None, tmp_path: Path) -> None:
     sink = FakeSink()
     sink.fail_whole_calls = 3
-    shipper, buffer, metrics = make_shipper(sink)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink)
     entries = fill(buffer, 5)
     runner = asyncio.create_task(shipper.run())
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert sink.calls == [entries] * 4
     assert sink.accepted == entries
     assert sample(metrics, "tracker_ship_failed_entries_total") == 15
@@ -342,26 +376,26 @@ async def test_whole_call_failure_is_retried(fast_backoff: None) -> None:
     assert sample(metrics, "tracker_ship_events_shipped_total") == 5
 
 
-async def test_backlog_is_sent_by_parallel_puts() -> None:
+async def test_backlog_is_sent_by_parallel_puts(tmp_path: Path) -> None:
     sink = FakeSink()
     sink.gate.clear()
-    shipper, buffer, _ = make_shipper(sink, linger=60, max_in_flight=4)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink, linger=60, max_in_flight=4)
     entries = fill(buffer, 3 * MAX_BATCH_RECORDS)
     runner = asyncio.create_task(shipper.run())
     # would time out (and fail) if the shipper sent one batch at a time
     await asyncio.wait_for(sink.two_at_once.wait(), 1)
     assert shipper.pending == len(entries)
     sink.gate.set()
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert sink.max_active >= 2
     assert sorted(sink.accepted) == sorted(entries)
     assert [len(call) for call in sink.calls] == [MAX_BATCH_RECORDS] * 3
 
 
-async def test_max_in_flight_one_sends_one_batch_at_a_time() -> None:
+async def test_max_in_flight_one_sends_one_batch_at_a_time(tmp_path: Path) -> None:
     sink = FakeSink()
     sink.gate.clear()
-    shipper, buffer, _ = make_shipper(sink, linger=60, max_in_flight=1)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink, linger=60, max_in_flight=1)
     fill(buffer, 3 * MAX_BATCH_RECORDS)
     runner = asyncio.create_task(shipper.run())
     await asyncio.wait_for(sink.first_call.wait(), 1)
@@ -369,67 +403,69 @@ async def test_max_in_flight_one_sends_one_batch_at_a_time() -> None:
         await asyncio.sleep(0)
     assert len(sink.calls) == 1
     sink.gate.set()
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert sink.max_active == 1
     assert len(sink.calls) == 3
 
 
-async def test_drain_ships_everything_left() -> None:
+async def test_drain_ships_everything_left(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, buffer, metrics = make_shipper(sink, linger=0.01)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink, linger=0.01)
     runner = asyncio.create_task(shipper.run())
     entries = fill(buffer, 750)
-    assert await shipper.drain(runner, deadline=2) == 0
+    assert await drain(shipper, runner, deadline=2) == 0
     assert sorted(sink.accepted) == sorted(entries)
     assert runner.done()
     assert shipper.pending == 0
-    assert sample(metrics, "tracker_events_dropped_total", {"reason": "shutdown"}) == 0
+    assert await on_disk(tmp_path) == []
 
 
-async def test_drain_of_an_idle_shipper_loses_nothing() -> None:
+async def test_drain_of_an_idle_shipper_loses_nothing(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, _, metrics = make_shipper(sink)
+    shipper, _, metrics = await make_shipper(tmp_path, sink)
     runner = asyncio.create_task(shipper.run())
     await asyncio.sleep(0)
-    assert await shipper.drain(runner, deadline=1) == 0
+    assert await drain(shipper, runner, deadline=1) == 0
     assert runner.done()
     assert sink.calls == []
-    assert sample(metrics, "tracker_events_dropped_total", {"reason": "shutdown"}) == 0
+    assert await on_disk(tmp_path) == []
 
 
-async def test_drain_with_a_failing_sink_counts_the_lost_events(fast_backoff: None) -> None:
+async def test_drain_with_a_failing_sink_keeps_every_event_on_disk(
+    fast_backoff: None, tmp_path: Path
+) -> None:
     sink = FakeSink(lambda _e, _a: True)
-    shipper, buffer, metrics = make_shipper(sink, max_in_flight=1)
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink, max_in_flight=1)
     # one batch of 500 in flight, 100 more still buffered behind the single slot
-    fill(buffer, 600)
+    entries = fill(buffer, 600)
     runner = asyncio.create_task(shipper.run())
     await asyncio.wait_for(sink.first_call.wait(), 1)
-    lost = await shipper.drain(runner, deadline=0.2)
-    assert lost == 600
+    assert await drain(shipper, runner, deadline=0.2) == 600
     assert sink.accepted == []
     assert len(sink.calls) >= 2  # it kept retrying until the deadline
-    assert sample(metrics, "tracker_events_dropped_total", {"reason": "shutdown"}) == 600
-    assert sample(metrics, "tracker_events_dropped_total", {"reason": "buffer_full"}) == 0
+    for reason in ("buffer_full", "spill_full", "spill_error"):
+        assert sample(metrics, "tracker_events_dropped_total", {"reason": reason}) == 0
     assert sample(metrics, "tracker_ship_events_shipped_total") == 0
     assert runner.done()
+    assert sorted(await on_disk(tmp_path)) == sorted(entries)
 
 
-async def test_drain_counts_only_what_was_not_accepted(fast_backoff: None) -> None:
+async def test_drain_keeps_only_what_was_not_accepted(fast_backoff: None, tmp_path: Path) -> None:
     stuck = {key(2), key(4)}
     sink = FakeSink(lambda e, _a: e.partition_key in stuck)
-    shipper, buffer, metrics = make_shipper(sink)
-    fill(buffer, 6)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink)
+    entries = fill(buffer, 6)
     runner = asyncio.create_task(shipper.run())
-    assert await shipper.drain(runner, deadline=0.2) == 2
+    assert await drain(shipper, runner, deadline=0.2) == 2
     assert sorted(e.partition_key for e in sink.accepted) == [key(i) for i in (0, 1, 3, 5)]
-    assert sample(metrics, "tracker_events_dropped_total", {"reason": "shutdown"}) == 2
+    assert sorted(await on_disk(tmp_path)) == [entries[2], entries[4]]
 
 
-async def test_drain_interrupts_a_long_linger() -> None:
+async def test_drain_interrupts_a_long_linger(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, buffer, _ = make_shipper(sink, linger=30)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink, linger=30)
     runner = asyncio.create_task(shipper.run())
     fill(buffer, 5)
     for _ in range(5):
         await asyncio.sleep(0)  # the runner is now lingering
-    assert await shipper.drain(runner, deadline=0.3) == 0
+    assert await drain(shipper, runner, deadline=0.3) == 0

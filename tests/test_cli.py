@@ -180,7 +180,7 @@ async def test_two_workers_share_the_port_and_both_drain(
                 assert response.status == 200
         returncode, output = await tracker.terminate(timeout=40)
     assert returncode == 0, output.decode()
-    assert output.count(b'"msg": "event buffer drained"') == 2
+    assert output.count(b'"msg": "events drained"') == 2, output.decode()
     events = await wait_for_events(kinesalite_url, event_stream, 100, timeout=5)
     assert len({e.message_id for e in events}) == len(events) == 100
     assert {e.tracker_instance.rsplit("-", 1)[-1] for e in events} == {"w0", "w1"}

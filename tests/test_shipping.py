@@ -61,8 +61,8 @@ async def test_partially_failed_put_records_are_resent_once_each(
     assert metrics.get_sample_value("tracker_ship_events_shipped_total") == 200
 
 
-async def test_full_buffer_answers_but_counts_drops_and_turns_unready(
-    start_tracker: StartTracker, redis_url: str
+async def test_a_full_memory_buffer_overflows_to_disk_and_loses_nothing(
+    start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, STANDARD)
     client = await start_tracker(
@@ -71,11 +71,17 @@ async def test_full_buffer_answers_but_counts_drops_and_turns_unready(
     for _ in range(8):
         response = await client.get("/v1/pixel", params={"program": "live"})
         assert response.status == 200
+    # Five fit in memory; the three that did not went to disk, and are shipped from there.
+    events = await wait_for_events(kinesalite_url, event_stream, 8)
+    assert len({e.message_id for e in events}) == len(events) == 8
     metrics = client.app[CORE].metrics.registry
-    assert metrics.get_sample_value("tracker_events_dropped_total", {"reason": "buffer_full"}) == 3
-    ready = await client.get("/readyz")
-    assert ready.status == 503
-    assert "shipping" in (await ready.json())["problems"]
+    for reason in ("buffer_full", "spill_full", "spill_error"):
+        assert metrics.get_sample_value("tracker_events_dropped_total", {"reason": reason}) == 0
+    await wait_until(
+        lambda: metrics.get_sample_value("tracker_spill_replayed_total") == 3,
+        what="the three spilled events replayed",
+    )
+    assert metrics.get_sample_value("tracker_ship_buffer_depth") == 0
 
 
 async def test_sigterm_drains_every_buffered_event(
@@ -90,7 +96,7 @@ async def test_sigterm_drains_every_buffered_event(
                 assert response.status == 200
         returncode, output = await tracker.terminate(timeout=30)
     assert returncode == 0, output.decode()
-    assert b'"events_lost": 0' in output
+    assert b'"kept_on_disk": 0' in output
     events = await wait_for_events(kinesalite_url, event_stream, 300, timeout=5)
     assert len({e.message_id for e in events}) == len(events) == 300
 

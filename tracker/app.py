@@ -1,8 +1,10 @@
 """The aiohttp application: routes and the lifecycle of every resource, in one place.
 
-Start-up opens Redis and Kinesis clients and starts the background tasks (Redis probe, push
-subscriber, shipper). Shutdown runs in reverse after aiohttp has stopped accepting requests:
-background tasks stop, the shipper drains its buffer within SHIP_DRAIN_SECONDS, clients close.
+Start-up opens Redis and Kinesis clients and the on-disk event log, and starts the background
+tasks (Redis probe, push subscriber, shipper, its steering, the log's adoption scan). Shutdown
+runs in reverse after aiohttp has stopped accepting requests: background tasks stop, the shipper
+ships what it can within SHIP_DRAIN_SECONDS and writes the rest to the log, the log and the
+clients close.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 
 from tracker.core import TrackerCore, build_core
-from tracker.events.shipper import Shipper
+from tracker.events.shipper import Shipper, ShipperOptions
 from tracker.events.sink import KinesisSink
 from tracker.handlers import TrackingHandlers
 from tracker.health import OpsHandlers, probe_redis
@@ -69,19 +71,31 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(limit=shipping.max_in_flight + 2)
     async with aiohttp.ClientSession(connector=connector) as http:
         sink = await _kinesis_sink(core.settings, http)
-        shipper = Shipper(
-            core.buffer,
-            sink,
-            core.metrics,
-            linger=shipping.linger_seconds,
-            max_in_flight=shipping.max_in_flight,
-            aggregate=shipping.aggregate,
-        )
-        runner = _start(shipper.run(), "shipper")
+        await core.log.open()
+        scanner = _start(core.log.run(), "spill-scan")
+        shipper = Shipper(core.buffer, core.log, sink, core.metrics, _shipper_options(core))
+        tasks = [_start(shipper.run(), "shipper"), _start(shipper.steer(), "shipper-steering")]
         yield
-        log.info("draining event buffer", extra={"events": shipper.pending})
-        lost = await asyncio.shield(shipper.drain(runner, shipping.drain_seconds))
-        log.info("event buffer drained", extra={"events_lost": lost})
+        log.info("draining events", extra={"events": shipper.pending})
+        kept = await asyncio.shield(
+            shipper.drain([*tasks, scanner], core.fallback, shipping.drain_seconds)
+        )
+        await asyncio.shield(core.log.close())
+        log.info(
+            "events drained",
+            extra={"kept_on_disk": core.log.waiting_events, "written_at_shutdown": kept},
+        )
+
+
+def _shipper_options(core: TrackerCore) -> ShipperOptions:
+    shipping = core.settings.shipping
+    return ShipperOptions(
+        linger=shipping.linger_seconds,
+        max_in_flight=shipping.max_in_flight,
+        aggregate=shipping.aggregate,
+        spill_after=shipping.spill_after_seconds,
+        write_ahead=shipping.write_ahead,
+    )
 
 
 async def _kinesis_sink(settings: TrackerSettings, http: aiohttp.ClientSession) -> KinesisSink:

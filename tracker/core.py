@@ -11,6 +11,8 @@ from redis.retry import Retry
 
 from tracker.events.buffer import EventBuffer
 from tracker.events.builder import EventFactory
+from tracker.events.fallback import MemoryFallback
+from tracker.events.spill.log import DiskLog
 from tracker.metrics import TrackerMetrics
 from tracker.settings import TrackerSettings
 from tracker.validation.cache import ProgramCache
@@ -18,9 +20,11 @@ from tracker.validation.store import ProgramStore
 from tracker.validation.subscriber import PushSubscriber
 from tracker.validation.validator import MissResolver
 
-# /readyz says "shipping cannot keep up" above this share of the buffer, or after a refusal.
+# /readyz says "shipping cannot keep up" above this share of the buffer or of SPILL_MAX_BYTES,
+# and names every drop reason seen in the last few seconds.
 BUFFER_HIGH_WATER = 0.8
-REFUSAL_MEMORY_SECONDS = 5.0
+SPILL_HIGH_WATER = 0.8
+DROP_MEMORY_SECONDS = 5.0
 # Distinct ids fetched from Redis at once; the request-path pool has room for all of them.
 MAX_CONCURRENT_MISSES = 256
 
@@ -34,16 +38,29 @@ class TrackerCore:
     resolver: MissResolver
     subscriber: PushSubscriber
     buffer: EventBuffer
+    log: DiskLog
+    fallback: MemoryFallback
     events: EventFactory
     redis_client: redis.Redis
     pubsub_client: redis.Redis
 
     def shipping_problem(self) -> str | None:
         """Why shipping is not keeping up, or None."""
-        if time.monotonic() - self.buffer.last_refusal < REFUSAL_MEMORY_SECONDS:
-            return "event buffer full: events are being dropped"
+        dropping = self.metrics.drops.recent(DROP_MEMORY_SECONDS)
+        if dropping:
+            return f"events are being dropped ({', '.join(sorted(dropping))})"
         if len(self.buffer) >= BUFFER_HIGH_WATER * self.buffer.max_events:
             return "event buffer above high water: Kinesis is not keeping up"
+        return None
+
+    def spill_problem(self) -> str | None:
+        """What is wrong with the on-disk event log, or None."""
+        error = self.log.last_error
+        if error is not None and time.monotonic() - error[0] < DROP_MEMORY_SECONDS:
+            return f"the disk refused the event log ({error[1]})"
+        limit = self.log.settings.max_bytes
+        if self.log.total_bytes >= SPILL_HIGH_WATER * limit:
+            return f"the event log holds {self.log.total_bytes} of SPILL_MAX_BYTES={limit} bytes"
         return None
 
 
@@ -72,10 +89,16 @@ def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None)
         pubsub_client, settings.program_channel, cache, store, resolver, metrics
     )
     buffer = EventBuffer(settings.shipping.buffer_max_events)
+    fallback = MemoryFallback(buffer, metrics.drops)
+    log = DiskLog(settings.shipping.spill, fallback)
+    buffer.overflow = log.append
+    if settings.shipping.write_ahead:
+        buffer.divert(True)
     metrics.track_gauge("tracker_cache_entries", "Programs in the L1 cache", lambda: len(cache))
     metrics.track_gauge(
         "tracker_ship_buffer_depth", "Events waiting to be shipped", lambda: len(buffer)
     )
+    _track_spill(metrics, log)
     return TrackerCore(
         settings,
         metrics,
@@ -84,9 +107,39 @@ def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None)
         resolver,
         subscriber,
         buffer,
+        log,
+        fallback,
         EventFactory(settings.instance_id),
         redis_client,
         pubsub_client,
+    )
+
+
+def _track_spill(metrics: TrackerMetrics, log: DiskLog) -> None:
+    metrics.track_gauge(
+        "tracker_spill_bytes",
+        "Bytes of the on-disk event log this process holds",
+        lambda: log.bytes,
+    )
+    metrics.track_gauge(
+        "tracker_spill_events",
+        "Events in the on-disk log not yet accepted by Kinesis (adopted logs: as read)",
+        lambda: log.waiting_events,
+    )
+    metrics.track_counter(
+        "tracker_spill_replayed",
+        "Events from the on-disk log accepted by Kinesis",
+        lambda: log.replayed,
+    )
+    metrics.track_counter(
+        "tracker_spill_corrupt_records",
+        "Damaged regions of the on-disk log skipped (each one or more records)",
+        lambda: log.corrupt,
+    )
+    metrics.track_counter(
+        "tracker_spill_adopted_parts",
+        "On-disk logs of stopped processes taken over by this one",
+        lambda: log.adopted_parts,
     )
 
 

@@ -51,7 +51,8 @@ class TrackingHandlers:
         self._resolver = core.resolver
         self._events = core.events
         self._buffer = core.buffer
-        self._dropped = core.metrics.dropped_buffer_full
+        # Write-ahead: the answer waits for the group write that holds its event.
+        self._write_ahead_log = core.log if core.settings.shipping.write_ahead else None
         self._lookups = core.metrics.hot.lookups
         self._stats = core.metrics.hot.routes
         self._pixel_stats = self._stats["pixel"]
@@ -156,8 +157,9 @@ class TrackingHandlers:
             customer,
             _extra_params(query),
         )
-        if not self._buffer.offer(message_id, data):
-            self._dropped.inc()
+        self._buffer.offer(message_id, data)  # or to the disk log, see EventBuffer
+        if self._write_ahead_log is not None:
+            await self._write_ahead_log.committed()
         stats.outcomes[validation] += 1
         return Tracked(validation, program, message_id)
 

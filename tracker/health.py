@@ -40,6 +40,9 @@ class OpsHandlers:
         shipping = core.shipping_problem()
         if shipping:
             problems["shipping"] = shipping
+        spill = core.spill_problem()
+        if spill:
+            problems["spill"] = spill
         return problems
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -6,7 +6,8 @@ prometheus_client metrics, with children for known label values bound once here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,6 +16,8 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from tracker.hotstats import HotStats
 
@@ -89,15 +92,50 @@ class TrackerMetrics:
         self.retried_entries = Counter(
             "tracker_ship_retried_entries", "Records sent again", registry=r
         )
-        self.dropped = Counter(
-            "tracker_events_dropped",
-            "Events dropped: buffer full or lost at shutdown",
-            ["reason"],
-            registry=r,
+        self.drops = Drops(
+            Counter(
+                "tracker_events_dropped",
+                "Events dropped, by reason: buffer_full (memory and the disk writer's queue"
+                " full), spill_full (the disk log at SPILL_MAX_BYTES), spill_error (the disk"
+                " refused the write)",
+                ["reason"],
+                registry=r,
+            )
         )
-        self.dropped_buffer_full = self.dropped.labels("buffer_full")
-        self.dropped_shutdown = self.dropped.labels("shutdown")
 
     def track_gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read at scrape time (buffer depth, cache size)."""
         Gauge(name, doc, registry=self.registry).set_function(read)
+
+    def track_counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A counter kept as a plain number elsewhere, read at scrape time."""
+        self.registry.register(_ReadCounter(name, doc, read))
+
+
+DROP_REASONS = ("buffer_full", "spill_full", "spill_error")
+
+
+class Drops:
+    """Dropped events by reason, and when each reason last struck (for /readyz)."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._children = {reason: counter.labels(reason) for reason in DROP_REASONS}
+        self.last: dict[str, float] = {}
+
+    def count(self, reason: str, events: int) -> None:
+        self._children[reason].inc(events)
+        self.last[reason] = time.monotonic()
+
+    def recent(self, within: float) -> list[str]:
+        now = time.monotonic()
+        return [reason for reason, at in self.last.items() if now - at < within]
+
+
+class _ReadCounter(Collector):
+    def __init__(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        self._name, self._doc, self._read = name, doc, read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._doc)
+        family.add_metric([], self._read())
+        yield family

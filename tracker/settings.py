@@ -6,9 +6,13 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from tracker.envconfig import LOG_LEVELS, EnvReader, aws_endpoints
+from tracker.envconfig import LOG_LEVELS, EnvReader, SettingsError, aws_endpoints
+from tracker.events.spill.log import SpillSettings
+
+DURABILITY_MODES = ("overflow", "write-ahead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,9 @@ class ShippingSettings:
     max_in_flight: int
     drain_seconds: float
     aggregate: bool  # KPL-aggregated records: far fewer Kinesis records and payload units
+    write_ahead: bool  # DURABILITY=write-ahead: every event on disk before its answer
+    spill_after_seconds: float  # overflow: no Kinesis progress this long sends events to disk
+    spill: SpillSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,4 +129,25 @@ def _shipping_settings(env: EnvReader) -> ShippingSettings:
         max_in_flight=env.integer("SHIP_MAX_IN_FLIGHT", 4, minimum=1, maximum=64),
         aggregate=env.flag("SHIP_AGGREGATE", False),
         drain_seconds=env.number("SHIP_DRAIN_SECONDS", 25, minimum=0, maximum=600),
+        write_ahead=_durability(env) == "write-ahead",
+        spill_after_seconds=env.number("SPILL_AFTER_SECONDS", 5, minimum=0.1, maximum=3_600),
+        spill=SpillSettings(
+            directory=_spill_dir(env),
+            max_bytes=env.integer("SPILL_MAX_BYTES", 1024**3, minimum=1024 * 1024, maximum=1024**5),
+            fsync=env.flag("SPILL_FSYNC", False),
+        ),
     )
+
+
+def _durability(env: EnvReader) -> str:
+    value = env.text("DURABILITY", "overflow").lower()
+    if value not in DURABILITY_MODES:
+        raise SettingsError(f"DURABILITY: {value!r} is not one of {', '.join(DURABILITY_MODES)}")
+    return value
+
+
+def _spill_dir(env: EnvReader) -> Path:
+    value = env.text("SPILL_DIR", ".adtracker/spill")
+    if not value.isprintable():
+        raise SettingsError(f"SPILL_DIR: {value!r} contains control characters")
+    return Path.cwd() / value

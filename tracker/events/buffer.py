@@ -1,7 +1,9 @@
 """The bounded in-memory buffer between the request path and the shipper.
 
-The request path only appends (never awaits); when the buffer is full the event is refused and the
-caller counts it as dropped. The shipper waits for "something to send" or "a full batch".
+The request path only appends (never awaits). What the buffer does not take (it is full, or it
+has been diverted because Kinesis is behind, or write-ahead mode sends everything to disk) goes
+to its `overflow`: the on-disk log, once the app is wired. The shipper waits for "something to
+send" or "a full batch".
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 MAX_BATCH_RECORDS = 500  # Kinesis PutRecords limit
@@ -26,23 +29,41 @@ class Entry(NamedTuple):
 _new_entry = tuple.__new__
 
 
+def _discard(entry: Entry) -> None:
+    """The overflow of a buffer nobody wired to a disk log (pure unit tests)."""
+
+
 class EventBuffer:
     def __init__(self, max_events: int) -> None:
         self.max_events = max_events
+        # What offer() takes: max_events, or 0 while diverted. One comparison on the request
+        # path serves "full" and "diverted" alike.
+        self._limit = max_events
         self._entries: deque[Entry] = deque()
         self._nonempty = asyncio.Event()
         self._full_batch = asyncio.Event()
         self.last_refusal = 0.0
+        self.overflow: Callable[[Entry], None] = _discard
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def diverted(self) -> bool:
+        return self._limit == 0
+
+    def divert(self, diverted: bool) -> None:
+        """Send every new event to the overflow (True) or take them again (False)."""
+        self._limit = 0 if diverted else self.max_events
+
     def offer(self, partition_key: str, data: bytes) -> bool:
-        """Append one event; False (and nothing stored) when the buffer is full."""
+        """Append one event; False when it went to the overflow instead."""
         entries = self._entries
         size = len(entries)
-        if size >= self.max_events:
-            self.last_refusal = time.monotonic()
+        if size >= self._limit:
+            if size >= self.max_events:
+                self.last_refusal = time.monotonic()
+            self.overflow(_new_entry(Entry, (partition_key, data, 1)))
             return False
         entries.append(_new_entry(Entry, (partition_key, data, 1)))
         if size == 0:
@@ -67,6 +88,29 @@ class EventBuffer:
         if len(entries) < MAX_BATCH_RECORDS:
             self._full_batch.clear()
         return batch
+
+    def keep(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Take back entries the overflow could not store, as far as there is room; the rest
+        are returned. Diversion does not apply: this is memory's last chance to hold them."""
+        refused = []
+        for entry in entries:
+            if len(self._entries) < self.max_events:
+                self._entries.append(entry)
+            else:
+                refused.append(entry)
+        if self._entries:
+            self._nonempty.set()
+            if len(self._entries) >= MAX_BATCH_RECORDS:
+                self._full_batch.set()
+        return refused
+
+    def take_all(self) -> list[Entry]:
+        """Everything waiting, oldest first (moving memory's backlog to disk)."""
+        taken = list(self._entries)
+        self._entries.clear()
+        self._nonempty.clear()
+        self._full_batch.clear()
+        return taken
 
     def wake(self) -> None:
         """End a linger early (shutdown): the shipper takes whatever is waiting."""

@@ -1,10 +1,16 @@
-"""The background shipper: buffer -> PutRecords batches, retrying only what failed.
+"""The background shipper: memory and the on-disk log -> PutRecords batches, retrying what failed.
 
-One loop forms batches (a full one at once, a partial one after a short linger) and hands each to
-its own send task, up to `max_in_flight` at a time, so a backlog drains through parallel calls.
-A send task owns its batch until every entry is accepted: it retries the failed entries with
-jittered exponential backoff and never drops them. On shutdown, `drain` sends everything left
-within a deadline; what cannot be sent by then is counted and logged as lost.
+One loop forms batches, oldest first (the on-disk log before memory), and hands each to its own
+send task, up to `max_in_flight` at a time, so a backlog drains through parallel calls. A send
+task owns its batch until every entry is accepted, retrying the failed entries with jittered
+exponential backoff. A batch read from disk is acknowledged to the log only then, so the log
+deletes nothing Kinesis has not taken; a batch from memory that Kinesis has refused for
+SPILL_AFTER_SECONDS is handed to the log instead.
+
+In overflow mode `steer` decides where new events go: memory while Kinesis keeps up, the disk
+while it is behind (memory above half full, or no progress for SPILL_AFTER_SECONDS, in which
+case memory's backlog moves to disk too), memory again once the log has been read back.
+On shutdown, `drain` ships within a deadline and writes what is left to the log.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ import contextlib
 import logging
 import random
 import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.backoff import backoff_delay
 from tracker.events.buffer import MAX_BATCH_RECORDS, Entry, EventBuffer
+from tracker.events.fallback import MemoryFallback
 from tracker.events.kpl import pack
 from tracker.events.sink import RecordSink
+from tracker.events.spill.log import DiskLog
+from tracker.events.spill.segments import LogBatch
 from tracker.metrics import TrackerMetrics
 
 log = logging.getLogger(__name__)
@@ -28,81 +39,154 @@ log = logging.getLogger(__name__)
 PAYLOAD_UNIT = 25 * 1024
 AGGREGATED_BATCH_EVENTS = 20_000
 AGGREGATED_BATCH_BYTES = 4 * 1024 * 1024
+DIVERT_SHARE = 0.5  # of the memory buffer: above it new events go to disk
+STEER_INTERVAL = 0.1
 
 
 def _events(entries: list[Entry]) -> int:
     return sum(entry.events for entry in entries)
 
 
+@dataclass(frozen=True, slots=True)
+class ShipperOptions:
+    linger: float
+    max_in_flight: int
+    aggregate: bool = False
+    spill_after: float = 5.0
+    write_ahead: bool = False
+
+
+class Batch(NamedTuple):
+    entries: list[Entry]
+    receipt: LogBatch | None  # set when the entries were read from the on-disk log
+
+
 class Shipper:
     def __init__(
         self,
         buffer: EventBuffer,
+        disk: DiskLog,
         sink: RecordSink,
         metrics: TrackerMetrics,
-        *,
-        linger: float,
-        max_in_flight: int,
-        aggregate: bool = False,
+        options: ShipperOptions,
         rng: random.Random | None = None,
     ) -> None:
         self._buffer = buffer
+        self._disk = disk
         self._sink = sink
         self._metrics = metrics
-        self._linger = linger
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._options = options
+        self._slots = asyncio.Semaphore(options.max_in_flight)
         self._sending: set[asyncio.Task[None]] = set()
+        self._unsent: dict[asyncio.Task[None], list[Entry]] = {}  # memory batches in send tasks
         self._in_flight_entries = 0
         self._rng = rng or random.Random()
         self._closing = False
-        self._aggregate = aggregate
+        self._last_progress = time.monotonic()
 
     @property
     def pending(self) -> int:
-        """Events not yet accepted by Kinesis: buffered plus in send tasks."""
+        """Events in memory or in send tasks, not yet accepted by Kinesis."""
         return len(self._buffer) + self._in_flight_entries
+
+    @property
+    def idle(self) -> bool:
+        return not self._buffer and not self._sending and self._disk.caught_up
 
     async def run(self) -> None:
         """Form batches and start send tasks until cancelled."""
         while True:
-            await self._buffer.wait_nonempty()
-            if not self._closing and len(self._buffer) < MAX_BATCH_RECORDS:
-                await self._buffer.wait_full_batch(self._linger)
+            await self._work()
+            if not (self._closing or self._disk.readable or len(self._buffer) >= MAX_BATCH_RECORDS):
+                await self._buffer.wait_full_batch(self._options.linger)
             await self._slots.acquire()
-            batch = self._next_batch()
-            if not batch:
+            batch = await self._next_batch()
+            if batch is None:
                 self._slots.release()
                 continue
             task = asyncio.create_task(self._send(batch))
             self._sending.add(task)
             task.add_done_callback(self._sent)
 
-    def _next_batch(self) -> list[Entry]:
-        if not self._aggregate:
-            return self._buffer.take()
+    async def _work(self) -> None:
+        """Return once memory or the on-disk log has something to send."""
+        if self._buffer or self._disk.readable:
+            return
+        waiters = [
+            asyncio.ensure_future(self._buffer.wait_nonempty()),
+            asyncio.ensure_future(self._disk.wait_readable()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _next_batch(self) -> Batch | None:
+        if self._disk.readable:
+            limit = AGGREGATED_BATCH_EVENTS if self._options.aggregate else MAX_BATCH_RECORDS
+            read = await self._disk.next_batch(limit)
+            if read is not None:
+                return Batch(self._packed(read.entries), read)
+        if not self._buffer:
+            return None
+        if not self._options.aggregate:
+            return Batch(self._buffer.take(), None)
         # Aggregated records of ~50 KB hold ~250 events each: one call carries thousands.
-        return pack(self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES))
+        return Batch(pack(self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES)), None)
+
+    def _packed(self, entries: list[Entry]) -> list[Entry]:
+        if not self._options.aggregate:
+            return entries
+        # Records spilled at shutdown may be aggregated already: only plain ones are packed.
+        plain = [e for e in entries if e.events == 1]
+        return pack(plain) + [e for e in entries if e.events != 1]
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
         self._slots.release()
 
-    async def _send(self, batch: list[Entry]) -> None:
-        pending, pending_events = batch, _events(batch)
+    async def _send(self, batch: Batch) -> None:
+        pending, pending_events = batch.entries, _events(batch.entries)
         self._in_flight_entries += pending_events
+        task = asyncio.current_task()
+        assert task is not None
+        failing_since = 0.0
         try:
             attempt = 0
             while pending:
+                self._remember_unsent(task, batch, pending)
                 remaining = await self._put_once(pending, pending_events)
                 remaining_events = _events(remaining)
                 self._in_flight_entries -= pending_events - remaining_events
                 pending, pending_events = remaining, remaining_events
-                if pending:
-                    self._metrics.retried_entries.inc(len(pending))
-                    await asyncio.sleep(backoff_delay(attempt, self._rng))
-                    attempt += 1
+                if not pending:
+                    break
+                failing_since = failing_since or time.monotonic()
+                if batch.receipt is None and self._stuck_since(failing_since):
+                    self._to_disk(pending)
+                    return
+                self._metrics.retried_entries.inc(len(pending))
+                await asyncio.sleep(backoff_delay(attempt, self._rng))
+                attempt += 1
+            if batch.receipt is not None:
+                self._disk.acknowledge(batch.receipt)
         finally:
             self._in_flight_entries -= pending_events
+            self._unsent.pop(task, None)
+
+    def _remember_unsent(
+        self, task: asyncio.Task[None], batch: Batch, pending: list[Entry]
+    ) -> None:
+        if batch.receipt is None:  # a disk batch stays on disk whatever happens to the task
+            self._unsent[task] = pending
+
+    def _stuck_since(self, since: float) -> bool:
+        return time.monotonic() - since >= self._options.spill_after and not self._closing
+
+    def _to_disk(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self._disk.append(entry)
 
     async def _put_once(self, entries: list[Entry], events: int) -> list[Entry]:
         """One PutRecords call for `entries` (holding `events` events); the refused entries."""
@@ -120,37 +204,66 @@ class Shipper:
         self._metrics.payload_units.inc(sum([-(-len(e.data) // PAYLOAD_UNIT) for e in entries]))
         refused = [entries[i] for i in failed]
         self._metrics.shipped.inc(events - _events(refused))
+        if len(failed) < len(entries):
+            self._last_progress = time.monotonic()
         if failed:
             self._metrics.failed_entries.inc(len(failed))
         return refused
 
+    # --- where new events go (overflow mode) ------------------------------------------------------
+
+    async def steer(self) -> None:
+        """Divert new events to disk while Kinesis is behind, until cancelled."""
+        if self._options.write_ahead:
+            return  # every event goes to disk anyway
+        while True:
+            await asyncio.sleep(STEER_INTERVAL)
+            self.steer_once()
+
+    def steer_once(self) -> None:
+        now = time.monotonic()
+        if self.idle:
+            self._last_progress = now
+        stuck = now - self._last_progress >= self._options.spill_after
+        crowded = len(self._buffer) >= DIVERT_SHARE * self._buffer.max_events
+        if (stuck or crowded) and not self._buffer.diverted:
+            self._buffer.divert(True)
+            moved = self._buffer.take_all() if stuck else []
+            self._to_disk(moved)
+            log.warning(
+                "Kinesis is behind: new events go to the on-disk log",
+                extra={"stuck": stuck, "moved_to_disk": len(moved)},
+            )
+        elif self._buffer.diverted and not (stuck or crowded) and self._disk.caught_up:
+            self._buffer.divert(False)
+            log.info("Kinesis keeps up again: new events stay in memory")
+
+    # --- shutdown ---------------------------------------------------------------------------------
+
     async def _until_idle(self) -> None:
-        while len(self._buffer) or self._sending:
+        while not self.idle:
             if self._sending:
                 await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
             else:
                 await asyncio.sleep(0.005)  # the runner is about to take the rest
 
-    async def drain(self, runner: asyncio.Task[None], deadline: float) -> int:
-        """Stop lingering, ship everything left within `deadline` seconds; return events lost."""
+    async def drain(
+        self, tasks: list[asyncio.Task[None]], fallback: MemoryFallback, deadline: float
+    ) -> int:
+        """Ship what can be shipped within `deadline` seconds, then write what is left in
+        memory to the on-disk log; cancels `tasks` (the runner, the steering). Returns how many
+        events were written to disk."""
         self._closing = True
         self._buffer.wake()
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
                 await self._until_idle()
-        except TimeoutError:
-            pass
-        runner.cancel()
-        lost = self.pending
-        for task in list(self._sending):
+        leftovers = [e for entries in self._unsent.values() for e in entries]
+        for task in (*tasks, *self._sending):
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        await asyncio.gather(*self._sending, return_exceptions=True)
-        if lost:
-            self._metrics.dropped_shutdown.inc(lost)
-            log.error(
-                "events lost at shutdown: Kinesis did not accept them before the deadline",
-                extra={"events": lost},
-            )
-        return lost
+        await asyncio.gather(*tasks, *self._sending, return_exceptions=True)
+        leftovers = self._buffer.take_all() + leftovers
+        fallback.closing = True  # from here on, what the disk refuses is lost: count it
+        self._to_disk(leftovers)
+        await self._disk.flush()
+        return _events(leftovers)

@@ -1,0 +1,85 @@
+"""The loop-side bookkeeping of segments and parts: what is written, read and acknowledged.
+
+A segment may be deleted once it is sealed (no more writes), read to its end, and every record
+read from it has been acknowledged by Kinesis. Only then: a lost acknowledgement must leave the
+records on disk for the next process, at the price of shipping some of them twice.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from tracker.events.buffer import Entry
+from tracker.events.spill.files import LockedPart, segment_path
+from tracker.events.spill.framing import Decoder
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    path: Path
+    size: int = 0  # bytes on disk, whole records only
+    read_pos: int = 0
+    records: int = 0  # records known to be in it: written by us, or read so far
+    unacked: int = 0  # records handed to the shipper and not yet accepted
+    acked: int = 0
+    sealed: bool = False
+    decoder: Decoder = field(default_factory=Decoder)
+
+    @property
+    def unread(self) -> bool:
+        return self.read_pos < self.size
+
+    @property
+    def done(self) -> bool:
+        return self.sealed and not self.unread and self.unacked == 0
+
+    @property
+    def waiting_events(self) -> int:
+        return self.records - self.acked
+
+
+@dataclass(slots=True, eq=False)
+class Part:
+    """A part directory this process holds: its own (written to) or an adopted one."""
+
+    locked: LockedPart
+    own: bool
+    segments: deque[Segment] = field(default_factory=deque)
+    next_seq: int = 1
+
+    @classmethod
+    def adopted(cls, locked: LockedPart) -> Part:
+        part = cls(locked, own=False)
+        for seq, size in locked.segments:
+            part.segments.append(Segment(segment_path(locked.path, seq), size=size, sealed=True))
+        return part
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def first_unread(self) -> Segment | None:
+        return next((s for s in self.segments if s.unread), None)
+
+    def open_segment(self) -> Segment | None:
+        """The segment being written to, if any."""
+        if self.segments and not self.segments[-1].sealed:
+            return self.segments[-1]
+        return None
+
+    def new_segment(self) -> Segment:
+        segment = Segment(segment_path(self.locked.path, self.next_seq))
+        self.next_seq += 1
+        self.segments.append(segment)
+        return segment
+
+
+class LogBatch(NamedTuple):
+    """Entries read from one segment; acknowledging it lets the segment go."""
+
+    entries: list[Entry]
+    part: Part
+    segment: Segment
