@@ -410,7 +410,7 @@ async def test_max_in_flight_one_sends_one_batch_at_a_time(tmp_path: Path) -> No
 
 async def test_drain_ships_everything_left(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, buffer, metrics = await make_shipper(tmp_path, sink, linger=0.01)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink, linger=0.01)
     runner = asyncio.create_task(shipper.run())
     entries = fill(buffer, 750)
     assert await drain(shipper, runner, deadline=2) == 0
@@ -422,7 +422,7 @@ async def test_drain_ships_everything_left(tmp_path: Path) -> None:
 
 async def test_drain_of_an_idle_shipper_loses_nothing(tmp_path: Path) -> None:
     sink = FakeSink()
-    shipper, _, metrics = await make_shipper(tmp_path, sink)
+    shipper, _, _ = await make_shipper(tmp_path, sink)
     runner = asyncio.create_task(shipper.run())
     await asyncio.sleep(0)
     assert await drain(shipper, runner, deadline=1) == 0
