@@ -273,6 +273,7 @@ async def make_shipper(
     *,
     linger: float = 0.001,
     max_in_flight: int = 4,
+    spill_after: float = 5.0,
 ) -> tuple[Shipper, EventBuffer, TrackerMetrics]:
     """A shipper with a real on-disk log in `directory`, and the sink in memory."""
     buffer = buffer or EventBuffer(100_000)
@@ -281,7 +282,7 @@ async def make_shipper(
     disk = DiskLog(SpillSettings(directory, max_bytes=1024**3, fsync=False), fallback)
     await disk.open()
     buffer.overflow = disk.append
-    options = ShipperOptions(linger=linger, max_in_flight=max_in_flight)
+    options = ShipperOptions(linger=linger, max_in_flight=max_in_flight, spill_after=spill_after)
     shipper = Shipper(buffer, disk, sink, metrics, options, rng=random.Random(0))
     _DISKS[shipper] = (disk, fallback)
     return shipper, buffer, metrics
@@ -448,6 +449,45 @@ async def test_drain_with_a_failing_sink_keeps_every_event_on_disk(
     assert sample(metrics, "tracker_ship_events_shipped_total") == 0
     assert runner.done()
     assert sorted(await on_disk(tmp_path)) == sorted(entries)
+
+
+async def test_drain_does_not_wait_out_the_deadline_for_a_stuck_kinesis(
+    fast_backoff: None, tmp_path: Path
+) -> None:
+    sink = FakeSink(lambda _e, _a: True)
+    shipper, buffer, _ = await make_shipper(tmp_path, sink, spill_after=0.2)
+    entries = fill(buffer, 700)
+    runner = asyncio.create_task(shipper.run())
+    await asyncio.wait_for(sink.first_call.wait(), 1)
+    # A 60 s deadline, but Kinesis has taken nothing for spill_after: the rest goes to disk.
+    assert await asyncio.wait_for(drain(shipper, runner, deadline=60), 10) == 700
+    assert sorted(await on_disk(tmp_path)) == sorted(entries)
+
+
+async def test_memory_batch_refused_for_spill_after_moves_to_disk_and_ships_from_there(
+    fast_backoff: None, tmp_path: Path
+) -> None:
+    refusing = [True]
+    sink = FakeSink(lambda _e, _a: refusing[0])
+    shipper, buffer, metrics = await make_shipper(tmp_path, sink, spill_after=0.2)
+    entries = fill(buffer, 300)
+    runner = asyncio.create_task(shipper.run())
+    await wait_until_true(lambda: _DISKS[shipper][0].waiting_events == 300)
+    assert len(buffer) == 0  # memory holds none of them: they wait on disk
+    refusing[0] = False
+    await wait_until_true(lambda: len(sink.accepted) == 300)
+    assert sorted(sink.accepted) == sorted(entries)
+    assert sample(metrics, "tracker_ship_events_shipped_total") == 300
+    assert await drain(shipper, runner, deadline=1) == 0
+    assert await on_disk(tmp_path) == []
+
+
+async def wait_until_true(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
 
 
 async def test_drain_keeps_only_what_was_not_accepted(fast_backoff: None, tmp_path: Path) -> None:

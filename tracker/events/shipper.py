@@ -214,17 +214,16 @@ class Shipper:
 
     async def steer(self) -> None:
         """Divert new events to disk while Kinesis is behind, until cancelled."""
-        if self._options.write_ahead:
-            return  # every event goes to disk anyway
         while True:
             await asyncio.sleep(STEER_INTERVAL)
             self.steer_once()
 
     def steer_once(self) -> None:
-        now = time.monotonic()
         if self.idle:
-            self._last_progress = now
-        stuck = now - self._last_progress >= self._options.spill_after
+            self._last_progress = time.monotonic()  # a quiet tracker is not a stuck one
+        if self._options.write_ahead:
+            return  # every event goes to disk anyway
+        stuck = self.stuck
         crowded = len(self._buffer) >= DIVERT_SHARE * self._buffer.max_events
         if (stuck or crowded) and not self._buffer.diverted:
             self._buffer.divert(True)
@@ -240,24 +239,35 @@ class Shipper:
 
     # --- shutdown ---------------------------------------------------------------------------------
 
-    async def _until_idle(self) -> None:
-        while not self.idle:
+    @property
+    def stuck(self) -> bool:
+        """Kinesis has accepted nothing for SPILL_AFTER_SECONDS while events wait."""
+        return time.monotonic() - self._last_progress >= self._options.spill_after
+
+    async def _until_idle_or_stuck(self) -> None:
+        # Waiting out the whole deadline for a Kinesis that is down would only delay the
+        # restart that ships the rest: once it is stuck, what is left goes to disk at once.
+        while not self.idle and not self.stuck:
             if self._sending:
-                await asyncio.wait(list(self._sending), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    list(self._sending), timeout=STEER_INTERVAL, return_when=asyncio.FIRST_COMPLETED
+                )
             else:
                 await asyncio.sleep(0.005)  # the runner is about to take the rest
 
     async def drain(
         self, tasks: list[asyncio.Task[None]], fallback: MemoryFallback, deadline: float
     ) -> int:
-        """Ship what can be shipped within `deadline` seconds, then write what is left in
-        memory to the on-disk log; cancels `tasks` (the runner, the steering). Returns how many
-        events were written to disk."""
+        """Ship what can be shipped within `deadline` seconds (less if Kinesis is stuck), then
+        write what is left in memory to the on-disk log; cancels `tasks` (the runner, the
+        steering). Returns how many events were written to disk."""
         self._closing = True
+        if self.idle:
+            self._last_progress = time.monotonic()  # a quiet tracker is not a stuck one
         self._buffer.wake()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
-                await self._until_idle()
+                await self._until_idle_or_stuck()
         leftovers = [e for entries in self._unsent.values() for e in entries]
         for task in (*tasks, *self._sending):
             task.cancel()
