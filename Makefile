@@ -66,7 +66,8 @@ run: install
 	$(BIN)/python -m tracker.devstack
 
 # The load test: hey against the tracker and a bare aiohttp server, interleaved; end to end into
-# DynamoDB; memory with 100,000 programs. 10-25 minutes by machine; writes bench/results/latest.*.
+# DynamoDB; memory with 100,000 programs; durability (the pixel per DURABILITY mode, a 1 GiB on-disk
+# log drained). 15-30 minutes by machine; writes bench/results/latest.*.
 bench: install
 	@command -v hey >/dev/null || { echo "installing hey (Debian package)"; \
 	  apt-get install -y -qq hey >/dev/null || { echo "could not install hey: apt-get install hey"; exit 3; }; }

@@ -16,10 +16,18 @@ def write_reports(report: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     (directory / "latest.md").write_text(markdown(report))
-    chart(report["http"], directory / "latest.png")
+    if "http" in report:
+        chart(report["http"], directory / "latest.png")
 
 
 def markdown(report: dict[str, Any]) -> str:
+    lines = _http_lines(report) if "http" in report else []
+    if "durability" in report:
+        lines += durability_lines(report["durability"])
+    return "\n".join(lines)
+
+
+def _http_lines(report: dict[str, Any]) -> list[str]:
     machine = report["machine"]
     lines = [
         f"Run {report['started']} on {machine['cores']} cores ({machine['cpu']}), Python "
@@ -62,7 +70,70 @@ def markdown(report: dict[str, Any]) -> str:
         f"({e2e['seconds_after_http']} s after the last).",
         "",
     ]
-    return "\n".join(lines)
+    return lines
+
+
+def durability_lines(part: dict[str, Any]) -> list[str]:
+    """The pixel in each DURABILITY mode, and the drains of on-disk logs."""
+    machine, base = part["machine"], part["baseline"]
+    lines = [
+        f"Durability: run {part['started']} on {machine['cores']} cores ({machine['cpu']}), "
+        f"Python {machine['python']}. Pixel cached valid, c={part['concurrency']}, "
+        f"{part['workers']} worker, shipping to the canned endpoint; {part['rounds']} x "
+        f"{part['seconds_per_run']:.0f} s per server, the bare server and one tracker per mode "
+        "in rotated order.",
+        "",
+        "| mode | req/s | vs overflow | vs bare aiohttp | p50 ms | p99 ms | non-2xx | CPU us/req "
+        "| events via the disk log | records per PutRecords | most unshipped after a run "
+        "| dropped | RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| {base['server']} | {base['rps']:,} | | 1.00 | | {base['p99_ms']} | {base['errors']} "
+        f"| {base['cpu_us_per_request']} | | | | | |",
+    ]
+    for row in part["modes"]:
+        lines.append(
+            f"| {row['mode']} | {row['rps']:,} | {row['ratio_to_overflow']:.2f} | "
+            f"{row['ratio_to_baseline']:.2f} | {row['p50_ms']} | {row['p99_ms']} | "
+            f"{row['errors']} | {row['cpu_us_per_request']} | "
+            f"{row['events_through_disk_log']:,} of {row['events_shipped']:,} | "
+            f"{_number(row['records_per_put_records_call'])} | "
+            f"{row['max_unshipped_at_end_of_run']:,} | {row['events_dropped']} | {row['rss_mb']} |"
+        )
+    lines += [
+        "",
+        "Replay of an on-disk log (written with the tracker's framing, adopted by one tracker at "
+        "start; events/s from tracker_spill_replayed_total, RSS of the tracker while it drains):",
+        "",
+        "| log | into | events | bytes per event | drained after s | events/s | events/s "
+        "(10-90 %) | MiB/s | tracker RSS MB first / peak / last | peak (VmHWM) | kinesalite "
+        "peak RSS MB | shipped | corrupt | dropped | left on disk |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
+    ]
+    for run in part["replay"]:
+        if not run["drained"]:
+            lines.append(
+                f"| {run['log_mib']:,} MiB | {run['into']} | {run['events']:,} | "
+                f"{run['mean_event_bytes']} | {run['outcome']}: "
+                f"{_number(run.get('replayed'))} replayed |" + " |" * 10
+            )
+            continue
+        lines.append(
+            f"| {run['log_mib']:,} MiB | {run['into']} | {run['events']:,} | "
+            f"{run['mean_event_bytes']} | {run['seconds_to_drain']} | "
+            f"{run['events_per_second']:,} | {_number(run['events_per_second_10_to_90'])} | "
+            f"{run['mib_per_second']} | {run['tracker_rss_mb_first']} / "
+            f"{run['tracker_rss_mb_peak']} / {run['tracker_rss_mb_last']} | "
+            f"{run['tracker_peak_rss_mb_hwm']} | {_number(run['kinesalite_rss_mb_peak'])} | "
+            f"{run['events_shipped']:,} | {run['corrupt_records']} | {run['events_dropped']} | "
+            f"{run['bytes_left_on_disk']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _case_name(row: dict[str, Any]) -> str:

@@ -1,7 +1,11 @@
 """`make bench`: the tracker against a bare aiohttp server with `hey`, end to end into DynamoDB,
-and memory with 100,000 cached programs. Writes bench/results/latest.{json,md,png}.
+memory with 100,000 cached programs, and durability (the pixel in each DURABILITY mode, and how
+fast an on-disk event log drains). Writes bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick]
+    .venv/bin/python -m bench.run [--quick] [--only durability]
+
+With --only durability only that part runs; the other parts of bench/results/latest.json are
+kept as they were and the reports are written again from the merged result.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import json
 import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench.cases import Case, measure
+from bench.durability import measure_modes, measure_replay
 from bench.e2e import run_e2e
 from bench.hey import run_hey
 from bench.memory import measure_memory
@@ -48,10 +55,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--e2e-requests", type=int, default=200_000)
+    parser.add_argument(
+        "--only", choices=["durability"], help="run only this part, keep the rest of latest.json"
+    )
+    parser.add_argument(
+        "--replay-mib",
+        type=int,
+        help="size of the on-disk log drained into the canned endpoint (default 1024, quick 16)",
+    )
+    parser.add_argument(
+        "--replay-kinesalite-mib",
+        type=int,
+        help="size of the on-disk log drained into kinesalite (default 1024, quick 8)",
+    )
     args = parser.parse_args()
     seconds, rounds = (2.0, 1) if args.quick else (5.0, 4)
-    report: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    replay_mib = args.replay_mib or (16 if args.quick else 1024)
+    kinesalite_mib = args.replay_kinesalite_mib or (8 if args.quick else 1024)
+    if args.only == "durability":
+        report = _previous_report()
+        report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
+        write_reports(report, RESULTS)
+        print(json.dumps(report["durability"], indent=2))
+        return
+    report = {
+        "started": _now(),
         "machine": _machine(),
         "seconds_per_run": seconds,
         "rounds": rounds,
@@ -69,6 +97,7 @@ def main() -> None:
         stack.command("tracker", "programs", "load", str(DEMO))
         requests = 20_000 if args.quick else args.e2e_requests
         report["e2e"] = run_e2e(stack, requests, 100, {})
+    report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
     write_reports(report, RESULTS)
     print(json.dumps(report, indent=2))
 
@@ -76,20 +105,58 @@ def main() -> None:
 def _all_cases(
     stack: BenchStack, seconds: float, rounds: int
 ) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, float]]:
-    canned_port = free_port()
-    canned = stack.process("canned", ["bench.canned_kinesis", str(canned_port)], canned_port)
-    canned.start()
-    to_canned = {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{canned_port}"}
-    try:
+    with _canned_kinesis(stack) as to_canned:
         plain, _ = _http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds, to_canned)
         two, _ = _http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds, to_canned)
-    finally:
-        canned.stop()
     emulated, plain_cost = _http_cases(stack, CASES_KINESALITE, 1, seconds, rounds)
     aggregated, aggregated_cost = _http_cases(
         stack, CASES_AGGREGATED, 1, seconds, rounds, {"SHIP_AGGREGATE": "true"}
     )
     return [*plain, *two, *emulated, *aggregated], plain_cost, aggregated_cost
+
+
+@contextmanager
+def _canned_kinesis(stack: BenchStack) -> Iterator[dict[str, str]]:
+    """The canned Kinesis endpoint (bench/canned_kinesis.py), and the setting that points at it."""
+    port = free_port()
+    canned = stack.process("canned", ["bench.canned_kinesis", str(port)], port)
+    canned.start()
+    try:
+        yield {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{port}"}
+    finally:
+        canned.stop()
+
+
+def _durability(
+    seconds: float, rounds: int, replay_mib: int, kinesalite_mib: int
+) -> dict[str, Any]:
+    """The pixel in each DURABILITY mode against the canned endpoint, then a log of replay_mib
+    drained into the canned endpoint and one of kinesalite_mib into kinesalite."""
+    part: dict[str, Any] = {"started": _now(), "machine": _machine()}
+    with BenchStack() as stack:
+        stack.command("consumers", "init")
+        stack.command("tracker", "programs", "load", str(DEMO))
+        with _canned_kinesis(stack) as to_canned:
+            part.update(measure_modes(stack, to_canned, seconds, rounds))
+            replays = [measure_replay(stack, replay_mib * 2**20, "canned endpoint", to_canned)]
+        replays.append(
+            measure_replay(stack, kinesalite_mib * 2**20, "kinesalite", {}, stack.kinesis)
+        )
+    part["replay"] = replays
+    return part
+
+
+def _previous_report() -> dict[str, Any]:
+    """The last run's report, to which a partial run adds its part."""
+    path = RESULTS / "latest.json"
+    if path.exists():
+        previous: dict[str, Any] = json.loads(path.read_text())
+        return previous
+    return {"started": _now(), "machine": _machine()}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
 
 
 def _http_cases(

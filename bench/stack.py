@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tracker.devstack.processes import (
     ManagedProcess,
@@ -20,18 +23,28 @@ from tracker.devstack.processes import (
 
 @dataclass
 class BenchStack:
-    """redis-server, kinesalite and moto server, and the env to reach them."""
+    """redis-server, kinesalite and moto server, and the env to reach them.
+
+    Every tracker started through `process` gets a SPILL_DIR of its own (its on-disk event log)
+    in a temporary directory, removed with the stack: never the repository's working directory,
+    and never a directory another tracker of the bench would adopt a log from.
+    """
 
     env: dict[str, str] = field(default_factory=dict)
+    kinesis: ManagedProcess | None = None
     _stack: ExitStack = field(default_factory=ExitStack)
+    _spill_root: Path | None = None
 
     def __enter__(self) -> BenchStack:
+        self._spill_root = Path(tempfile.mkdtemp(prefix="adtracker-bench-"))
+        # Registered first, so it runs last: after every process of the stack has stopped.
+        self._stack.callback(shutil.rmtree, self._spill_root, ignore_errors=True)
         redis = self._keep(redis_server(free_port()))
-        kinesis = self._keep(kinesalite(free_port()))
+        self.kinesis = self._keep(kinesalite(free_port()))
         dynamodb = self._keep(moto_server(free_port()))
         self.env = {
             **os.environ,
-            **emulator_env(redis.port, kinesis.port, dynamodb.port),
+            **emulator_env(redis.port, self.kinesis.port, dynamodb.port),
             "LOG_LEVEL": "WARNING",
             "TRACKER_HOST": "127.0.0.1",
         }
@@ -45,6 +58,11 @@ class BenchStack:
         self._stack.callback(process.stop)
         return process
 
+    def spill_dir(self) -> Path:
+        """A new, empty directory for one tracker's on-disk event log, removed with the stack."""
+        assert self._spill_root is not None, "the stack is not started"
+        return Path(tempfile.mkdtemp(prefix="spill-", dir=self._spill_root))
+
     def command(self, module: str, *args: str, extra: dict[str, str] | None = None) -> None:
         """Run `python -m module args` to completion with the stack's settings."""
         subprocess.run(
@@ -57,6 +75,9 @@ class BenchStack:
     def process(
         self, name: str, argv: list[str], port: int, extra: dict[str, str] | None = None
     ) -> ManagedProcess:
-        """A long-running process (tracker, consumer, baseline) that listens on `port`."""
+        """A long-running process (tracker, consumer, baseline) that listens on `port`. A tracker
+        gets its own SPILL_DIR unless `extra` names one."""
         env = {**self.env, **(extra or {})}
+        if argv[:1] == ["tracker"] and "SPILL_DIR" not in (extra or {}):
+            env["SPILL_DIR"] = str(self.spill_dir())
         return ManagedProcess(name, [sys.executable, "-m", *argv], port, env=env)
