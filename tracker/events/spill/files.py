@@ -131,19 +131,26 @@ class SegmentWriter:
     """Appends to the newest segment of a part; used from a single thread.
 
     A failed write is cut back off the file (ftruncate to where it began), so a refused group
-    leaves no half record behind for the reader to count as damage.
+    leaves no half record behind for the reader to count as damage. If even that cut fails, it
+    is made before the next write to that file, or that write fails too: the loop knows a
+    segment's size as the sum of the writes that succeeded, and reads only that far, so a half
+    record left in the middle would shift the later ones past where it stops.
     """
 
     def __init__(self, fsync: bool) -> None:
         self._fsync = fsync
         self._fd = -1
         self._path: Path | None = None
+        self._uncut: tuple[Path, int] | None = None  # a file still holding a failed write
 
     def append(self, path: Path, data: bytes) -> None:
         if path != self._path:
             self.close()
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             self._path = path
+        if self._uncut is not None and self._uncut[0] == path:
+            os.ftruncate(self._fd, self._uncut[1])
+            self._uncut = None
         start = os.fstat(self._fd).st_size
         try:
             view = memoryview(data)
@@ -152,8 +159,10 @@ class SegmentWriter:
             if self._fsync:
                 os.fdatasync(self._fd)
         except OSError:
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(self._fd, start)
+            except OSError:
+                self._uncut = (path, start)
             self.close()  # reopen next time: the descriptor may be what failed
             raise
 

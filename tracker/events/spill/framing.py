@@ -1,7 +1,7 @@
 """How one event is framed in a segment file of the on-disk log, and how a chunk is read back.
 
     record = MAGIC (2) | length (u32 LE) | crc32 (u32 LE) | body (length bytes)
-    body   = events (u32 LE) | key length (u8) | partition key (ASCII) | data
+    body   = events (u32 LE) | key length (u16 LE) | partition key (ASCII) | data
 
 The CRC covers the length field and the body, so a flipped bit anywhere but in the magic is
 caught, and a damaged length can never send the reader off to a wrong record boundary unnoticed.
@@ -20,7 +20,7 @@ from tracker.events.buffer import Entry
 
 MAGIC = b"\xad\x1e"
 _HEADER = struct.Struct("<2sII")
-_BODY_HEAD = struct.Struct("<IB")
+_BODY_HEAD = struct.Struct("<IH")  # a u8 could not say 256
 HEADER_SIZE = _HEADER.size
 MAX_KEY = 256  # Kinesis partition keys are at most 256 characters
 MAX_DATA = 1024 * 1024  # Kinesis records are at most 1 MiB

@@ -53,7 +53,8 @@ class _Write:
     segment: Segment
     entries: list[Entry]
     size: int
-    done: asyncio.Future[None]
+    events: int
+    done: asyncio.Future[None]  # never handed out as is: see committed()
 
 
 class DiskLog:
@@ -68,6 +69,7 @@ class DiskLog:
         self._queue: list[bytes] = []
         self._queued_entries: list[Entry] = []
         self._queued_bytes = 0
+        self._queued_events = 0
         self._group: asyncio.Future[None] | None = None
         self._writing: _Write | None = None
         self._write_scheduled = False
@@ -122,7 +124,11 @@ class DiskLog:
                 "adopted the event log of a stopped process",
                 extra={"part": locked.path.name, "bytes": part.bytes},
             )
-            if not part.segments:
+            # A file created just before its owner died may hold nothing: no read would ever
+            # let it go (a part with no segment at all goes the same way).
+            for segment in [s for s in part.segments if s.done]:
+                self._delete_if_done(part, segment)
+            if not part.segments and part in self._adopted:
                 self._release(part, remove=True)
         if found:
             self._readable.set()
@@ -141,9 +147,8 @@ class DiskLog:
                 open_segment.sealed = True
                 self._delete_if_done(own, open_segment)
             self._release(own, remove=not own.segments)
-        for part in self._adopted:
+        for part in list(self._adopted):  # _release takes it out of the list
             self._release(part, remove=False)
-        self._adopted.clear()
         await self._on(self._write_thread, self._writer.close)
         self._write_thread.shutdown(wait=True)
         self._read_thread.shutdown(wait=True)
@@ -160,12 +165,14 @@ class DiskLog:
         if queued > MAX_QUEUED_BYTES:
             self._refuse([entry], "buffer_full")
             return
-        if self._held_bytes + self._outside_bytes + queued > self.settings.max_bytes:
+        writing = self._writing.size if self._writing is not None else 0
+        if self._held_bytes + self._outside_bytes + writing + queued > self.settings.max_bytes:
             self._refuse([entry], "spill_full")
             return
         self._queue.append(record)
         self._queued_entries.append(entry)
         self._queued_bytes = queued
+        self._queued_events += entry.events
         if self._writing is None and not self._write_scheduled:
             self._write_scheduled = True
             # The next loop turn: every request of this turn joins one write.
@@ -173,12 +180,18 @@ class DiskLog:
 
     def committed(self) -> asyncio.Future[None]:
         """Done once the last appended event is in the kernel (or was refused)."""
-        if not self._queue:
+        if self._queue:
+            if self._group is None:
+                self._group = asyncio.get_running_loop().create_future()
+            group = self._group
+        elif self._writing is not None:
+            group = self._writing.done  # the last event is in the write under way
+        else:
             assert self._done is not None, "the log is not open"
             return self._done
-        if self._group is None:
-            self._group = asyncio.get_running_loop().create_future()
-        return self._group
+        # Every waiter of a group gets its own future: a cancelled waiter (a client that went
+        # away) cancels the future it awaits, which must not be the one the others share.
+        return asyncio.shield(group)
 
     async def flush(self) -> None:
         """Wait until everything appended so far is written (or refused)."""
@@ -194,8 +207,10 @@ class DiskLog:
             return
         data = b"".join(self._queue)
         done = self._group or asyncio.get_running_loop().create_future()
-        write = _Write(self._segment_for(len(data)), self._queued_entries, len(data), done)
-        self._queue, self._queued_entries, self._queued_bytes, self._group = [], [], 0, None
+        segment = self._segment_for(len(data))
+        write = _Write(segment, self._queued_entries, len(data), self._queued_events, done)
+        self._queue, self._queued_entries, self._group = [], [], None
+        self._queued_bytes = self._queued_events = 0
         self._writing = write
         future = self._write_thread.submit(self._writer.append, write.segment.path, data)
         future.add_done_callback(partial(self._from_thread, self._written, write))
@@ -216,7 +231,7 @@ class DiskLog:
         error = future.exception()
         if error is None:
             write.segment.size += write.size
-            write.segment.records += len(write.entries)
+            write.segment.events += write.events
             self._held_bytes += write.size
             self._readable.set()
         else:
@@ -251,6 +266,7 @@ class DiskLog:
                 self._readable.clear()
                 return None
             part, segment = found
+            start = segment.read_pos
             try:
                 batch = await self._read(part, segment, max_records)
             except OSError as exc:
@@ -259,6 +275,11 @@ class DiskLog:
                 return None
             if batch is not None:
                 return batch
+            if segment.read_pos == start and segment.unread:
+                # Nothing to decide before more is written (a record that seems to go on past
+                # what the writer has finished): wait for the next write, never spin.
+                self._readable.clear()
+                return None
 
     def _first_unread(self) -> tuple[Part, Segment] | None:
         for part in (*self._adopted, *([self._own] if self._own else [])):
@@ -286,7 +307,7 @@ class DiskLog:
             )
         count = len(decoded.entries)
         if not part.own:
-            segment.records += count
+            segment.events += sum(e.events for e in decoded.entries)
         segment.unacked += count
         self._delete_if_done(part, segment)
         if count:
@@ -297,9 +318,10 @@ class DiskLog:
         """Kinesis accepted every entry of the batch."""
         segment = batch.segment
         count = len(batch.entries)
+        events = sum(e.events for e in batch.entries)
         segment.unacked -= count
-        segment.acked += count
-        self.replayed += sum(e.events for e in batch.entries)
+        segment.acked_events += events
+        self.replayed += events
         self._delete_if_done(batch.part, segment)
 
     # --- deleting -------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ class Segment:
     path: Path
     size: int = 0  # bytes on disk, whole records only
     read_pos: int = 0
-    records: int = 0  # records known to be in it: written by us, or read so far
+    events: int = 0  # events known to be in it: written by us, or read so far
     unacked: int = 0  # records handed to the shipper and not yet accepted
-    acked: int = 0
+    acked_events: int = 0
     sealed: bool = False
     decoder: Decoder = field(default_factory=Decoder)
 
@@ -38,7 +38,7 @@ class Segment:
 
     @property
     def waiting_events(self) -> int:
-        return self.records - self.acked
+        return self.events - self.acked_events
 
 
 @dataclass(slots=True, eq=False)
