@@ -30,12 +30,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tracker.events.buffer import Entry
+from tracker.events.buffer import Entry, EventBuffer
 from tracker.events.spill import files
 from tracker.events.spill import log as log_module
 from tracker.events.spill.framing import Decoder, encode
 from tracker.events.spill.log import DiskLog, SpillSettings
-from tracker.events.spill.segments import LogBatch
+from tracker.events.spill.segments import LogBatch, mirrored_receipt
 
 ROOT = Path(__file__).resolve().parent.parent
 GIB = 1024**3
@@ -472,7 +472,7 @@ async def test_two_live_logs_never_adopt_each_other(tmp_path: Path) -> None:
 CHILD = """
 import asyncio, os, signal, sys
 from pathlib import Path
-from tracker.events.buffer import Entry
+from tracker.events.buffer import Entry, EventBuffer
 from tracker.events.spill.log import DiskLog, SpillSettings
 
 async def main() -> None:
@@ -837,3 +837,77 @@ def test_the_log_against_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+# --- write-ahead: written events handed back to memory ------------------------------------------
+
+
+def plain(e: Entry) -> Entry:
+    """The entry without the segment it was tagged with."""
+    return Entry(e.partition_key, e.data, e.events)
+
+
+async def test_write_ahead_hands_written_events_to_memory_and_reads_nothing_back(
+    tmp_path: Path,
+) -> None:
+    buffer = EventBuffer(1_000)
+    disk = await open_log(tmp_path)
+    disk.mirror = buffer.keep
+    appended = [entry(i) for i in range(50)]
+    for e in appended:
+        disk.append(e)
+    await disk.committed()
+    taken = buffer.take()
+    assert [plain(e) for e in taken] == appended  # in memory, in order, once
+    assert disk._own is not None
+    assert {e.on_disk for e in taken} == {disk._own.segments[0]}
+    assert disk.caught_up
+    assert await read_all(disk) == []  # nothing to read back: memory ships them
+    assert disk.waiting_events == 50
+    receipt = mirrored_receipt(taken)
+    assert receipt is not None
+    disk.settle(receipt)
+    assert disk.waiting_events == 0
+    disk._retire_idle_segment()
+    await settled(disk)
+    assert segment_files(tmp_path) == []  # shipped from memory: the segment goes
+    await disk.close()
+
+
+async def test_what_memory_refuses_is_read_back_from_the_file_and_only_that(
+    tmp_path: Path,
+) -> None:
+    buffer = EventBuffer(30)  # room for 30 of the 50
+    disk = await open_log(tmp_path)
+    disk.mirror = buffer.keep
+    appended = [entry(i) for i in range(50)]
+    for e in appended:
+        disk.append(e)
+    await disk.committed()
+    in_memory = buffer.take()
+    from_file = entries_of(await read_all(disk))
+    assert [plain(e) for e in in_memory] == appended[:30]
+    assert from_file == appended[30:]  # no event both in memory and read from the file
+    await disk.close()
+
+
+async def test_write_ahead_events_left_unshipped_at_close_are_adopted_by_the_next_log(
+    tmp_path: Path,
+) -> None:
+    buffer = EventBuffer(1_000)
+    disk = await open_log(tmp_path)
+    disk.mirror = buffer.keep
+    appended = [entry(i) for i in range(20)]
+    for e in appended:
+        disk.append(e)
+    await disk.committed()
+    shipped = buffer.take(max_records=5)
+    receipt = mirrored_receipt(shipped)
+    assert receipt is not None
+    disk.settle(receipt)
+    await disk.close()  # fifteen still only in this process's memory: they must be on disk
+    successor = await open_log(tmp_path)
+    replayed = entries_of(await read_all(successor))
+    # The segment still holds the shipped five too (it could not go): duplicates, never loss.
+    assert set(appended[5:]) <= set(replayed) <= set(appended)
+    await successor.close()

@@ -93,7 +93,8 @@ def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None)
     log = DiskLog(settings.shipping.spill, fallback)
     buffer.overflow = log.append
     if settings.shipping.write_ahead:
-        buffer.divert(True)
+        buffer.divert(True)  # every event to the log first ...
+        log.mirror = buffer.keep  # ... which hands it back to memory once it is written
     metrics.track_gauge("tracker_cache_entries", "Programs in the L1 cache", lambda: len(cache))
     metrics.track_gauge(
         "tracker_ship_buffer_depth", "Events waiting to be shipped", lambda: len(buffer)

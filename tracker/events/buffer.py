@@ -12,7 +12,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from tracker.events.spill.segments import Segment
 
 MAX_BATCH_RECORDS = 500  # Kinesis PutRecords limit
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # Kinesis PutRecords limit, data plus partition keys
@@ -22,11 +25,14 @@ class Entry(NamedTuple):
     partition_key: str
     data: bytes
     events: int = 1  # more than one for a KPL-aggregated record
+    # Write-ahead: the log segment that also holds this event. Shipped from memory, it is
+    # acknowledged to the log so that the segment can go; it is never written to disk again.
+    on_disk: Segment | None = None
 
 
 # Entry(...) runs a Python-level __new__; tuple.__new__ builds the same Entry in C, at half the
 # cost, on the request path.
-_new_entry = tuple.__new__
+new_entry = tuple.__new__
 
 
 def _discard(entry: Entry) -> None:
@@ -63,9 +69,9 @@ class EventBuffer:
         if size >= self._limit:
             if size >= self.max_events:
                 self.last_refusal = time.monotonic()
-            self.overflow(_new_entry(Entry, (partition_key, data, 1)))
+            self.overflow(new_entry(Entry, (partition_key, data, 1, None)))
             return False
-        entries.append(_new_entry(Entry, (partition_key, data, 1)))
+        entries.append(new_entry(Entry, (partition_key, data, 1, None)))
         if size == 0:
             self._nonempty.set()
         elif size + 1 == MAX_BATCH_RECORDS:

@@ -29,7 +29,7 @@ from tracker.events.fallback import MemoryFallback
 from tracker.events.kpl import pack
 from tracker.events.sink import RecordSink
 from tracker.events.spill.log import DiskLog
-from tracker.events.spill.segments import LogBatch
+from tracker.events.spill.segments import LogBatch, Receipt, mirrored_receipt
 from tracker.metrics import TrackerMetrics
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,17 @@ class ShipperOptions:
 
 class Batch(NamedTuple):
     entries: list[Entry]
-    receipt: LogBatch | None  # set when the entries were read from the on-disk log
+    from_disk: LogBatch | None  # set when the entries were read from the on-disk log
+    owed: Receipt | None  # write-ahead: events from memory that the log holds too
+
+    @property
+    def in_memory_only(self) -> bool:
+        return self.from_disk is None and self.owed is None
+
+
+def _memory_only(entries: list[Entry]) -> list[Entry]:
+    """The entries that exist nowhere but in memory (the others are in the on-disk log)."""
+    return [e for e in entries if e.on_disk is None]
 
 
 class Shipper:
@@ -127,13 +137,15 @@ class Shipper:
             limit = AGGREGATED_BATCH_EVENTS if self._options.aggregate else MAX_BATCH_RECORDS
             read = await self._disk.next_batch(limit)
             if read is not None:
-                return Batch(self._packed(read.entries), read)
+                return Batch(self._packed(read.entries), read, None)
         if not self._buffer:
             return None
         if not self._options.aggregate:
-            return Batch(self._buffer.take(), None)
+            taken = self._buffer.take()
+            return Batch(taken, None, mirrored_receipt(taken))
         # Aggregated records of ~50 KB hold ~250 events each: one call carries thousands.
-        return Batch(pack(self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES)), None)
+        taken = self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES)
+        return Batch(pack(taken), None, mirrored_receipt(taken))
 
     def _packed(self, entries: list[Entry]) -> list[Entry]:
         if not self._options.aggregate:
@@ -163,14 +175,16 @@ class Shipper:
                 if not pending:
                     break
                 failing_since = failing_since or time.monotonic()
-                if batch.receipt is None and self._stuck_since(failing_since):
+                if batch.in_memory_only and self._stuck_since(failing_since):
                     self._to_disk(pending)
                     return
                 self._metrics.retried_entries.inc(len(pending))
                 await asyncio.sleep(backoff_delay(attempt, self._rng))
                 attempt += 1
-            if batch.receipt is not None:
-                self._disk.acknowledge(batch.receipt)
+            if batch.from_disk is not None:
+                self._disk.acknowledge(batch.from_disk)
+            if batch.owed is not None:
+                self._disk.settle(batch.owed)
         finally:
             self._in_flight_entries -= pending_events
             self._unsent.pop(task, None)
@@ -178,8 +192,8 @@ class Shipper:
     def _remember_unsent(
         self, task: asyncio.Task[None], batch: Batch, pending: list[Entry]
     ) -> None:
-        if batch.receipt is None:  # a disk batch stays on disk whatever happens to the task
-            self._unsent[task] = pending
+        if batch.from_disk is None:  # a disk batch stays on disk whatever happens to the task
+            self._unsent[task] = _memory_only(pending)
 
     def _stuck_since(self, since: float) -> bool:
         return time.monotonic() - since >= self._options.spill_after and not self._closing
@@ -227,7 +241,7 @@ class Shipper:
         crowded = len(self._buffer) >= DIVERT_SHARE * self._buffer.max_events
         if (stuck or crowded) and not self._buffer.diverted:
             self._buffer.divert(True)
-            moved = self._buffer.take_all() if stuck else []
+            moved = _memory_only(self._buffer.take_all()) if stuck else []
             self._to_disk(moved)
             log.warning(
                 "Kinesis is behind: new events go to the on-disk log",
@@ -272,8 +286,9 @@ class Shipper:
         for task in (*tasks, *self._sending):
             task.cancel()
         await asyncio.gather(*tasks, *self._sending, return_exceptions=True)
-        leftovers = self._buffer.take_all() + leftovers
+        leftovers = _memory_only(self._buffer.take_all()) + leftovers
         fallback.closing = True  # from here on, what the disk refuses is lost: count it
+        self._disk.mirror = None  # and memory is no place to hand written events to
         self._to_disk(leftovers)
         await self._disk.flush()
         return _events(leftovers)

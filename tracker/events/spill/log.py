@@ -25,10 +25,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tracker.events.buffer import Entry
+from tracker.events.buffer import Entry, new_entry
 from tracker.events.spill import files
 from tracker.events.spill.framing import MAX_RECORD, encode
-from tracker.events.spill.segments import LogBatch, Part, Segment
+from tracker.events.spill.segments import LogBatch, Part, Receipt, Segment
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class SpillSettings:
 class _Write:
     segment: Segment
     entries: list[Entry]
+    records: list[bytes]
     size: int
     events: int
     done: asyncio.Future[None]  # never handed out as is: see committed()
@@ -74,6 +75,8 @@ class DiskLog:
         self._writing: _Write | None = None
         self._write_scheduled = False
         self._readable = asyncio.Event()
+        # Write-ahead: where written events go to be shipped from memory (EventBuffer.keep).
+        self.mirror: Callable[[list[Entry]], list[Entry]] | None = None
         self._done: asyncio.Future[None] | None = None  # the answer to committed() when idle
         self._held_bytes = 0
         self._outside_bytes = 0
@@ -208,7 +211,9 @@ class DiskLog:
         data = b"".join(self._queue)
         done = self._group or asyncio.get_running_loop().create_future()
         segment = self._segment_for(len(data))
-        write = _Write(segment, self._queued_entries, len(data), self._queued_events, done)
+        write = _Write(
+            segment, self._queued_entries, self._queue, len(data), self._queued_events, done
+        )
         self._queue, self._queued_entries, self._group = [], [], None
         self._queued_bytes = self._queued_events = 0
         self._writing = write
@@ -233,13 +238,33 @@ class DiskLog:
             write.segment.size += write.size
             write.segment.events += write.events
             self._held_bytes += write.size
-            self._readable.set()
+            self._hand_to_memory(write)
         else:
             self._note_error(error)
             self._refuse(write.entries, "spill_error")
         write.done.set_result(None)
         if self._queue:
             self._start_write()
+
+    def _hand_to_memory(self, write: _Write) -> None:
+        """Write-ahead: the events just written go to memory too, tagged with their segment, and
+        the shipper sends them from there; nothing is read back unless memory refuses. What it
+        refuses is read from the file, from the first refused record on (memory keeps a prefix)."""
+        segment = write.segment
+        if self.mirror is None or not segment.mirrored:
+            self._readable.set()
+            return
+        new = new_entry
+        tagged = [new(Entry, (e[0], e[1], e[2], segment)) for e in write.entries]
+        refused = self.mirror(tagged)
+        kept = len(tagged) - len(refused)
+        segment.unacked += kept
+        if refused:
+            segment.read_pos += sum(len(record) for record in write.records[:kept])
+            segment.mirrored = False
+            self._readable.set()
+        else:
+            segment.read_pos += write.size
 
     def _note_error(self, error: BaseException) -> None:
         code = error.errno if isinstance(error, OSError) else None
@@ -313,6 +338,13 @@ class DiskLog:
         if count:
             return LogBatch(decoded.entries, part, segment)
         return None
+
+    def settle(self, receipt: Receipt) -> None:
+        """Kinesis accepted events that memory shipped on the log's behalf (write-ahead)."""
+        for segment, (records, events) in receipt.items():
+            segment.unacked -= records
+            segment.acked_events += events
+            self._delete_if_done(segment.part, segment)
 
     def acknowledge(self, batch: LogBatch) -> None:
         """Kinesis accepted every entry of the batch."""

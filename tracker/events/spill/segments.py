@@ -19,13 +19,17 @@ from tracker.events.spill.framing import Decoder
 
 @dataclass(slots=True, eq=False)
 class Segment:
+    part: Part
     path: Path
     size: int = 0  # bytes on disk, whole records only
+    # Everything before it has been read, or (write-ahead) was also handed to memory, where
+    # the shipper takes it from: only what lies past it is ever read from the file.
     read_pos: int = 0
     events: int = 0  # events known to be in it: written by us, or read so far
     unacked: int = 0  # records handed to the shipper and not yet accepted
     acked_events: int = 0
     sealed: bool = False
+    mirrored: bool = True  # every write so far also went to memory (write-ahead)
     decoder: Decoder = field(default_factory=Decoder)
 
     @property
@@ -54,7 +58,8 @@ class Part:
     def adopted(cls, locked: LockedPart) -> Part:
         part = cls(locked, own=False)
         for seq, size in locked.segments:
-            part.segments.append(Segment(segment_path(locked.path, seq), size=size, sealed=True))
+            path = segment_path(locked.path, seq)
+            part.segments.append(Segment(part, path, size=size, sealed=True, mirrored=False))
         return part
 
     @property
@@ -71,10 +76,26 @@ class Part:
         return None
 
     def new_segment(self) -> Segment:
-        segment = Segment(segment_path(self.locked.path, self.next_seq))
+        segment = Segment(self, segment_path(self.locked.path, self.next_seq))
         self.next_seq += 1
         self.segments.append(segment)
         return segment
+
+
+# What a batch owes the log once Kinesis has accepted it: per segment, records and events.
+Receipt = dict[Segment, list[int]]
+
+
+def mirrored_receipt(entries: list[Entry]) -> Receipt | None:
+    """The receipt of a batch taken from memory: its events that are also on disk."""
+    receipt: Receipt = {}
+    for entry in entries:
+        segment = entry.on_disk
+        if segment is not None:
+            owed = receipt.setdefault(segment, [0, 0])
+            owed[0] += 1
+            owed[1] += entry.events
+    return receipt or None
 
 
 class LogBatch(NamedTuple):
