@@ -911,3 +911,28 @@ async def test_write_ahead_events_left_unshipped_at_close_are_adopted_by_the_nex
     # The segment still holds the shipped five too (it could not go): duplicates, never loss.
     assert set(appended[5:]) <= set(replayed) <= set(appended)
     await successor.close()
+
+
+async def test_answers_stop_waiting_for_a_hung_disk_and_wait_again_once_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(log_module, "MAX_COMMIT_WAIT", 0.05)
+    disk = await open_log(tmp_path)
+    gate = hold_writer(disk)  # the disk hangs
+    disk.append(entry(1))
+    first = disk.committed()
+    await asyncio.wait_for(first, 5)  # released by the stall, not by the write
+    assert disk.stalled
+    assert disk.stalls == 1
+    disk.append(entry(2))
+    await asyncio.wait_for(disk.committed(), 1)  # while it hangs, nobody waits
+    assert segment_files(tmp_path) == [] or segment_files(tmp_path)[0].stat().st_size == 0
+    gate.set()  # the disk answers again
+    await asyncio.wait_for(disk.flush(), 5)
+    assert not disk.stalled
+    assert entries_of(await read_all(disk)) == [entry(1), entry(2)]  # nothing was lost
+    disk.append(entry(3))
+    waiting = disk.committed()
+    assert not waiting.done()  # answers wait for the disk again
+    await asyncio.wait_for(waiting, 5)
+    await disk.close()

@@ -55,6 +55,8 @@ class TrackerCore:
 
     def spill_problem(self) -> str | None:
         """What is wrong with the on-disk event log, or None."""
+        if self.log.stalled:
+            return "a disk write has not finished for 0.5 s: answers no longer wait for the disk"
         error = self.log.last_error
         if error is not None and time.monotonic() - error[0] < DROP_MEMORY_SECONDS:
             return f"the disk refused the event log ({error[1]})"
@@ -136,6 +138,11 @@ def _track_spill(metrics: TrackerMetrics, log: DiskLog) -> None:
         "tracker_spill_corrupt_records",
         "Damaged regions of the on-disk log skipped (each one or more records)",
         lambda: log.corrupt,
+    )
+    metrics.track_counter(
+        "tracker_spill_stalls",
+        "Writes of the on-disk log that took so long that answers stopped waiting for them",
+        lambda: log.stalls,
     )
     metrics.track_counter(
         "tracker_spill_adopted_parts",

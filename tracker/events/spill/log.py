@@ -39,6 +39,9 @@ SEGMENT_BYTES = 4 * 1024 * 1024  # also what a crash may ship twice: records ack
 MAX_QUEUED_BYTES = 32 * 1024 * 1024  # waiting for the writer; beyond it the disk is too slow
 SCAN_INTERVAL = 2.0  # adoption of dead processes' parts, and the size of everyone else's
 ERROR_MEMORY = 10.0  # /readyz reports a disk error this long after the last one
+# Write-ahead answers wait at most this long for a write (a local disk takes well under 1 ms,
+# a network volume a few ms); beyond it the disk hangs, and answers go out without waiting.
+MAX_COMMIT_WAIT = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ class _Write:
     size: int
     events: int
     done: asyncio.Future[None]  # never handed out as is: see committed()
+    finished: asyncio.Future[None]  # unlike `done`, never resolved early by a stall
+    stall_timer: asyncio.TimerHandle | None = None
 
 
 class DiskLog:
@@ -84,6 +89,8 @@ class DiskLog:
         self.corrupt = 0
         self.adopted_parts = 0
         self.last_error: tuple[float, str] | None = None
+        self.stalled = False  # a write has taken more than MAX_COMMIT_WAIT and goes on
+        self.stalls = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -183,6 +190,9 @@ class DiskLog:
 
     def committed(self) -> asyncio.Future[None]:
         """Done once the last appended event is in the kernel (or was refused)."""
+        if self.stalled:
+            assert self._done is not None
+            return self._done  # the disk hangs: see _stall
         if self._queue:
             if self._group is None:
                 self._group = asyncio.get_running_loop().create_future()
@@ -202,7 +212,7 @@ class DiskLog:
             if self._writing is None:
                 self._start_write()
             assert self._writing is not None
-            await asyncio.shield(self._writing.done)
+            await asyncio.shield(self._writing.finished)
 
     def _start_write(self) -> None:
         self._write_scheduled = False
@@ -211,9 +221,17 @@ class DiskLog:
         data = b"".join(self._queue)
         done = self._group or asyncio.get_running_loop().create_future()
         segment = self._segment_for(len(data))
+        loop = asyncio.get_running_loop()
         write = _Write(
-            segment, self._queued_entries, self._queue, len(data), self._queued_events, done
+            segment,
+            self._queued_entries,
+            self._queue,
+            len(data),
+            self._queued_events,
+            done,
+            loop.create_future(),
         )
+        write.stall_timer = loop.call_later(MAX_COMMIT_WAIT, self._stall, write)
         self._queue, self._queued_entries, self._group = [], [], None
         self._queued_bytes = self._queued_events = 0
         self._writing = write
@@ -231,8 +249,26 @@ class DiskLog:
             self._delete_if_done(own, current)
         return own.new_segment()
 
+    def _stall(self, write: _Write) -> None:
+        """A write has taken more than MAX_COMMIT_WAIT: answers stop waiting for the disk (the
+        events stay queued for it) until it finishes. A hung network volume must not hang every
+        pixel; while it lasts, write-ahead is only as durable as overflow, and /readyz says so."""
+        if self._writing is not write:
+            return
+        if not self.stalled:
+            log.error("event log: a write is taking too long, answers no longer wait for it")
+        self.stalled = True
+        self.stalls += 1
+        _resolve(write.done)
+        if self._group is not None:
+            _resolve(self._group)
+            self._group = None
+
     def _written(self, write: _Write, future: ThreadFuture[None]) -> None:
         self._writing = None
+        if write.stall_timer is not None:
+            write.stall_timer.cancel()
+        self.stalled = False
         error = future.exception()
         if error is None:
             write.segment.size += write.size
@@ -242,7 +278,8 @@ class DiskLog:
         else:
             self._note_error(error)
             self._refuse(write.entries, "spill_error")
-        write.done.set_result(None)
+        _resolve(write.done)
+        write.finished.set_result(None)
         if self._queue:
             self._start_write()
 
@@ -422,3 +459,8 @@ class DiskLog:
 
     async def _on(self, pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
