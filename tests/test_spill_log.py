@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import accumulate
@@ -936,3 +938,33 @@ async def test_answers_stop_waiting_for_a_hung_disk_and_wait_again_once_it_retur
     assert not waiting.done()  # answers wait for the disk again
     await asyncio.wait_for(waiting, 5)
     await disk.close()
+
+
+def test_abandoned_staging_directories_are_removed_and_live_or_fresh_ones_kept(
+    tmp_path: Path,
+) -> None:
+    old = time.time() - 2 * files.STAGING_GRACE_SECONDS
+
+    def staging(name: str, lock: bool, age: float | None) -> Path:
+        path = tmp_path / f"{files.STAGING_PREFIX}{name}"
+        path.mkdir()
+        if lock:
+            (path / files.LOCK_NAME).touch()
+        if age is not None:
+            os.utime(path, (age, age))
+        return path
+
+    abandoned = staging("abandoned", lock=True, age=old)
+    lockless = staging("lockless", lock=False, age=old)
+    fresh = staging("fresh", lock=True, age=None)
+    live = staging("live", lock=True, age=old)
+    held = os.open(live / files.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        assert files.adopt_orphans(tmp_path, set()) == []
+        assert not abandoned.exists()
+        assert not lockless.exists()
+        assert fresh.exists()  # its creator may be between mkdir and flock
+        assert live.exists()  # its creator holds the lock
+    finally:
+        os.close(held)

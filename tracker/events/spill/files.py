@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 PART_PREFIX = "part-"
+STAGING_PREFIX = ".new-"
+STAGING_GRACE_SECONDS = 60.0
 LOCK_NAME = "lock"
 SEGMENT_SUFFIX = ".seg"
 
@@ -37,7 +40,7 @@ def create_part(spill_dir: Path) -> LockedPart:
     """A new part directory, locked before it gets the name other processes look for."""
     spill_dir.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex[:16]
-    staging = spill_dir / f".new-{name}"
+    staging = spill_dir / f"{STAGING_PREFIX}{name}"
     staging.mkdir()
     fd = os.open(staging / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,6 +51,7 @@ def create_part(spill_dir: Path) -> LockedPart:
 
 def adopt_orphans(spill_dir: Path, held: set[Path]) -> list[LockedPart]:
     """Lock every part whose owner is gone (its lock is free), with its segments listed."""
+    _remove_abandoned_staging(spill_dir)
     adopted = []
     for candidate in _parts(spill_dir):
         if candidate in held:
@@ -67,16 +71,32 @@ def bytes_outside(spill_dir: Path, held: set[Path]) -> int:
     return total
 
 
-def _parts(spill_dir: Path) -> list[Path]:
+def _parts(spill_dir: Path, prefix: str = PART_PREFIX) -> list[Path]:
     try:
         with os.scandir(spill_dir) as entries:
             return [
                 Path(e.path)
                 for e in entries
-                if e.name.startswith(PART_PREFIX) and e.is_dir(follow_symlinks=False)
+                if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False)
             ]
     except FileNotFoundError:
         return []
+
+
+def _remove_abandoned_staging(spill_dir: Path) -> None:
+    """A process that died between creating its part and naming it leaves `.new-<id>/` with a
+    lock file and nothing else (no segment is written before the rename). Old enough that no
+    creator can be between its mkdir and its flock, and with a free lock, it is removed."""
+    for staging in _parts(spill_dir, STAGING_PREFIX):
+        with contextlib.suppress(OSError):
+            if time.time() - staging.stat().st_mtime < STAGING_GRACE_SECONDS:
+                continue
+            if not (staging / LOCK_NAME).exists():
+                staging.rmdir()  # died before even creating its lock file
+                continue
+            part = _try_lock(staging)
+            if part is not None:
+                release_part(part, remove=True)
 
 
 def _try_lock(part: Path) -> LockedPart | None:
