@@ -22,7 +22,7 @@ from tests.support.kinesis import read_events
 from tests.support.load import TaggedLoad
 from tests.support.programs import STANDARD, write_programs
 from tests.support.tcp_proxy import PartitionProxy
-from tests.support.tracker_process import tracker_process
+from tests.support.tracker_process import TrackerProcess, tracker_process
 from tracker.devstack.processes import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -164,7 +164,7 @@ async def test_a_live_part_is_never_adopted_and_a_dead_ones_is(
         assert await survivor.metric("tracker_spill_adopted_parts_total") == 0
         assert await doomed.metric("tracker_spill_events") > 0
         doomed.kill_all()
-        await _wait_for_metric(survivor.base_url, "tracker_spill_adopted_parts_total", 1)
+        await _wait_for_metric(survivor, "tracker_spill_adopted_parts_total", 1)
         partition.heal()
         answered = doomed_load.answered | survivor_load.answered
         await assert_every_answered_tag_arrives(
@@ -213,7 +213,7 @@ async def test_full_disk_answers_counts_drops_and_recovers_when_space_returns(
     async with tracker_process(env) as tracker:
         async with TaggedLoad(tracker.base_url, RATE) as load:
             await _wait_for_metric(
-                tracker.base_url, "tracker_events_dropped_total", 1, 'reason="spill_error"'
+                tracker, "tracker_events_dropped_total", 1, 'reason="spill_error"'
             )
             ready = await _readyz(tracker.base_url)
             assert ready[0] == 503
@@ -245,25 +245,14 @@ async def _settled_tags(
     return seen
 
 
-async def _wait_for_metric(base_url: str, name: str, at_least: float, labels: str = "") -> None:
-    wanted = f"{name}{{{labels}}}" if labels else name
-    values: list[float] = [0.0]
-
-    async def read() -> None:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{base_url}/metrics") as response,
-        ):
-            for line in (await response.text()).splitlines():
-                if line.startswith(wanted + " "):
-                    values[0] = float(line.split()[-1])
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while values[0] < at_least:
-        assert loop.time() < deadline, f"{wanted} stayed at {values[0]}"
-        await read()
+async def _wait_for_metric(
+    tracker: TrackerProcess, name: str, at_least: float, labels: str = ""
+) -> None:
+    for _ in range(150):
+        if await tracker.metric(name, labels) >= at_least:
+            return
         await asyncio.sleep(0.2)
+    raise AssertionError(f"{name}{{{labels}}} stayed below {at_least}")
 
 
 async def _wait_until_no_spill_problem(base_url: str) -> None:
