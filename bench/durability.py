@@ -31,7 +31,7 @@ from typing import Any
 
 from bench.hey import HeyResult, run_hey
 from bench.metrics_probe import read_metric
-from bench.procstat import cpu_seconds, rss_mb, tree
+from bench.procstat import cpu_seconds, memory_kb, rss_mb
 from bench.stack import BenchStack
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 from tracker.events.buffer import Entry
@@ -475,9 +475,4 @@ def _counters(metrics: str) -> dict[str, float | None]:
 
 def _hwm_mb(pid: int) -> float:
     """The peak resident memory (VmHWM) of the process tree's members, added up, in MB."""
-    total_kb = 0
-    for member in tree(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                total_kb += int(line.split()[1])
-    return round(total_kb / 1024, 1)
+    return round(memory_kb(pid, "VmHWM") / 1024, 1)

@@ -28,9 +28,14 @@ def cpu_seconds(pid: int) -> float:
 
 def rss_mb(pid: int) -> float:
     """Resident memory of the process tree, in MB."""
+    return memory_kb(pid, "VmRSS") / 1024
+
+
+def memory_kb(pid: int, field: str) -> int:
+    """A memory field of /proc/PID/status (VmRSS, VmHWM), added up over the process tree."""
     total_kb = 0
     for member in tree(pid):
         for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 total_kb += int(line.split()[1])
-    return total_kb / 1024
+    return total_kb

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.support.kinesis import read_events
 from tests.support.load import TaggedLoad
 from tests.support.programs import STANDARD, write_programs
 from tests.support.tcp_proxy import PartitionProxy
+from tests.support.tmpfs import tmpfs
 from tests.support.tracker_process import TrackerProcess, tracker_process
 from tracker.devstack.processes import free_port
 
@@ -178,19 +178,8 @@ async def test_a_live_part_is_never_adopted_and_a_dead_ones_is(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs: a disk that fills up."""
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny", "1m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 async def test_full_disk_answers_counts_drops_and_recovers_when_space_returns(

@@ -9,7 +9,6 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +31,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from tests.support.tmpfs import tmpfs
 from tracker.events.buffer import Entry, EventBuffer
 from tracker.events.spill import files
 from tracker.events.spill import log as log_module
@@ -300,22 +300,8 @@ async def test_appends_beyond_spill_max_bytes_are_refused(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: a disk that really fills up."""
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs for a full disk needs root and mount(8)")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "64k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=True)
 
 
 async def fill_until_refused(
@@ -849,16 +835,24 @@ def plain(e: Entry) -> Entry:
     return Entry(e.partition_key, e.data, e.events)
 
 
-async def test_write_ahead_hands_written_events_to_memory_and_reads_nothing_back(
-    tmp_path: Path,
-) -> None:
-    buffer = EventBuffer(1_000)
-    disk = await open_log(tmp_path)
+async def write_ahead(
+    directory: Path, memory: int, count: int
+) -> tuple[DiskLog, EventBuffer, list[Entry]]:
+    """A log wired as write-ahead mode wires it, with `count` events written through it."""
+    buffer = EventBuffer(memory)
+    disk = await open_log(directory)
     disk.mirror = buffer.keep
-    appended = [entry(i) for i in range(50)]
+    appended = [entry(i) for i in range(count)]
     for e in appended:
         disk.append(e)
     await disk.committed()
+    return disk, buffer, appended
+
+
+async def test_write_ahead_hands_written_events_to_memory_and_reads_nothing_back(
+    tmp_path: Path,
+) -> None:
+    disk, buffer, appended = await write_ahead(tmp_path, memory=1_000, count=50)
     taken = buffer.take()
     assert [plain(e) for e in taken] == appended  # in memory, in order, once
     assert disk._own is not None
@@ -879,13 +873,8 @@ async def test_write_ahead_hands_written_events_to_memory_and_reads_nothing_back
 async def test_what_memory_refuses_is_read_back_from_the_file_and_only_that(
     tmp_path: Path,
 ) -> None:
-    buffer = EventBuffer(30)  # room for 30 of the 50
-    disk = await open_log(tmp_path)
-    disk.mirror = buffer.keep
-    appended = [entry(i) for i in range(50)]
-    for e in appended:
-        disk.append(e)
-    await disk.committed()
+    # Memory has room for 30 of the 50.
+    disk, buffer, appended = await write_ahead(tmp_path, memory=30, count=50)
     in_memory = buffer.take()
     from_file = entries_of(await read_all(disk))
     assert [plain(e) for e in in_memory] == appended[:30]
@@ -896,13 +885,7 @@ async def test_what_memory_refuses_is_read_back_from_the_file_and_only_that(
 async def test_write_ahead_events_left_unshipped_at_close_are_adopted_by_the_next_log(
     tmp_path: Path,
 ) -> None:
-    buffer = EventBuffer(1_000)
-    disk = await open_log(tmp_path)
-    disk.mirror = buffer.keep
-    appended = [entry(i) for i in range(20)]
-    for e in appended:
-        disk.append(e)
-    await disk.committed()
+    disk, buffer, appended = await write_ahead(tmp_path, memory=1_000, count=20)
     shipped = buffer.take(max_records=5)
     receipt = mirrored_receipt(shipped)
     assert receipt is not None
