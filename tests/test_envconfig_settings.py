@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tracker.envconfig import EnvReader, SettingsError, aws_endpoints, check_url
@@ -25,6 +27,24 @@ def test_defaults_match_the_contract() -> None:
     assert s.admin_token is None
     assert s.click_fallback_url is None
     assert s.log_level == "INFO"
+
+
+def test_durability_defaults_match_the_contract(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipping = TrackerSettings.from_env({}).shipping
+    assert shipping.write_ahead is False  # DURABILITY=overflow
+    assert shipping.spill.directory == tmp_path / ".adtracker" / "spill"
+    assert shipping.spill.max_bytes == 1073741824
+    assert shipping.spill.fsync is False
+    assert shipping.spill_after_seconds == 5
+    chosen = TrackerSettings.from_env(
+        {"DURABILITY": "write-ahead", "SPILL_DIR": "/var/lib/adtracker/spill", "SPILL_FSYNC": "1"}
+    ).shipping
+    assert chosen.write_ahead is True
+    assert chosen.spill.directory == Path("/var/lib/adtracker/spill")
+    assert chosen.spill.fsync is True
 
 
 def test_documented_extra_defaults() -> None:
@@ -153,6 +173,13 @@ def test_port_edges_are_accepted(port: str) -> None:
         ("PROGRAM_STREAM", "x" * 129),
         ("PROGRAM_CHANNEL", "a/b"),
         ("AWS_REGION", "us east 1"),
+        ("DURABILITY", "paranoid"),
+        ("DURABILITY", "writeahead"),
+        ("SPILL_MAX_BYTES", "1GiB"),
+        ("SPILL_MAX_BYTES", "1024"),
+        ("SPILL_AFTER_SECONDS", "0"),
+        ("SPILL_FSYNC", "sometimes"),
+        ("SPILL_DIR", "spill\ndir"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
