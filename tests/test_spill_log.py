@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 
 from tests.support.tmpfs import tmpfs
 from tracker.events.buffer import Entry, EventBuffer
-from tracker.events.spill import files
+from tracker.events.spill import files, group_commit
 from tracker.events.spill import log as log_module
 from tracker.events.spill.framing import Decoder, encode
 from tracker.events.spill.log import DiskLog, SpillSettings
@@ -100,7 +100,7 @@ def entries_of(batches: list[LogBatch]) -> list[Entry]:
 
 async def settled(disk: DiskLog) -> None:
     """Wait until the writer thread has done what was handed to it (deletions included)."""
-    await disk._on(disk._write_thread, lambda: None)
+    await disk._on(disk._commits.thread, lambda: None)
 
 
 async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5) -> None:
@@ -113,7 +113,7 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
 def hold_writer(disk: DiskLog) -> threading.Event:
     """Keep the writer thread busy until the returned event is set: a slow disk."""
     gate = threading.Event()
-    disk._write_thread.submit(gate.wait, 10)
+    disk._commits.thread.submit(gate.wait, 10)
     return gate
 
 
@@ -208,7 +208,7 @@ async def test_committed_resolves_once_the_bytes_are_in_the_file(tmp_path: Path)
     gate = hold_writer(disk)
     disk.append(second)
     await asyncio.sleep(0)  # the group write starts: the queue is empty, the write under way
-    assert disk._writing is not None
+    assert disk._commits._writing is not None
     committed = disk.committed()
     await asyncio.sleep(0.05)
     assert not committed.done(), "committed() answered before the write reached the file"
@@ -286,7 +286,7 @@ async def test_appends_beyond_spill_max_bytes_are_refused(
     for i in range(20, 26):
         disk.append(entry(i))
     await asyncio.sleep(0)
-    assert disk._writing is not None
+    assert disk._commits._writing is not None
     for i in range(30, 36):
         disk.append(entry(i))
     gate.set()
@@ -611,7 +611,7 @@ class LogMachine(RuleBasedStateMachine):
 
     def run(self, awaitable: Any) -> Any:
         result = self.loop.run_until_complete(asyncio.wait_for(awaitable, 20))
-        while self.disk._writing is not None or self.disk._write_scheduled:
+        while self.disk._commits._writing is not None or self.disk._commits._write_scheduled:
             self.loop.run_until_complete(asyncio.sleep(0.0005))
         return result
 
@@ -729,11 +729,11 @@ class LogMachine(RuleBasedStateMachine):
     def _die(self, cut: str, position: int) -> None:
         """What is queued in memory is gone, and the kernel drops the process's locks."""
         dead = self.disk
-        dead._queue.clear()
-        dead._queued_entries.clear()
-        dead._write_thread.shutdown(wait=True)
+        dead._commits._queue.clear()
+        dead._commits._queued_entries.clear()
+        dead._commits.thread.shutdown(wait=True)
         dead._read_thread.shutdown(wait=True)
-        dead._writer.close()
+        dead._commits.writer.close()
         for part in dead._parts():
             os.close(part.locked.lock_fd)
         self.closed = True  # nothing left to close, should the next life not start
@@ -901,7 +901,7 @@ async def test_write_ahead_events_left_unshipped_at_close_are_adopted_by_the_nex
 async def test_answers_stop_waiting_for_a_hung_disk_and_wait_again_once_it_returns(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(log_module, "MAX_COMMIT_WAIT", 0.05)
+    monkeypatch.setattr(group_commit, "MAX_COMMIT_WAIT", 0.05)
     disk = await open_log(tmp_path)
     gate = hold_writer(disk)  # the disk hangs
     disk.append(entry(1))
