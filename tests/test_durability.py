@@ -81,6 +81,19 @@ async def assert_every_answered_tag_arrives(
     return seen
 
 
+async def all_arrive_then_stop(
+    tracker: TrackerProcess,
+    answered: set[str],
+    kinesalite_url: str,
+    stream: str,
+    record_property: RecordProperty,
+) -> None:
+    """Every answered tag reaches the stream; then the tracker stops cleanly on SIGTERM."""
+    await assert_every_answered_tag_arrives(answered, kinesalite_url, stream, record_property)
+    returncode, output = await tracker.terminate(timeout=30)
+    assert returncode == 0, output.decode()
+
+
 def segments(spill_dir: Path) -> list[Path]:
     return sorted(spill_dir.glob("part-*/*.seg"))
 
@@ -105,12 +118,9 @@ async def test_outage_then_sigterm_then_restart_with_two_workers_loses_nothing(
             await asyncio.sleep(3)
             partition.heal()
             await asyncio.sleep(2)
-            answered = set(load.answered)
-            await assert_every_answered_tag_arrives(
-                answered, kinesalite_url, event_stream, record_property
+            await all_arrive_then_stop(
+                second, set(load.answered), kinesalite_url, event_stream, record_property
             )
-            returncode, output = await second.terminate(timeout=30)
-            assert returncode == 0, output.decode()
     assert segments(Path(env["SPILL_DIR"])) == []
 
 
@@ -136,12 +146,9 @@ async def test_write_ahead_survives_sigkill_of_every_process_at_any_moment(
             second.kill_all()  # in the middle of the replay
         async with tracker_process({**env, "TRACKER_WORKERS": "2"}, port=port) as third:
             await asyncio.sleep(3)
-            answered = set(load.answered)
-            await assert_every_answered_tag_arrives(
-                answered, kinesalite_url, event_stream, record_property
+            await all_arrive_then_stop(
+                third, set(load.answered), kinesalite_url, event_stream, record_property
             )
-            returncode, output = await third.terminate(timeout=30)
-            assert returncode == 0, output.decode()
     assert segments(Path(env["SPILL_DIR"])) == []
 
 
@@ -167,11 +174,9 @@ async def test_a_live_part_is_never_adopted_and_a_dead_ones_is(
         await _wait_for_metric(survivor, "tracker_spill_adopted_parts_total", 1)
         partition.heal()
         answered = doomed_load.answered | survivor_load.answered
-        await assert_every_answered_tag_arrives(
-            answered, kinesalite_url, event_stream, record_property
+        await all_arrive_then_stop(
+            survivor, answered, kinesalite_url, event_stream, record_property
         )
-        returncode, _ = await survivor.terminate(timeout=30)
-        assert returncode == 0
     assert segments(Path(env["SPILL_DIR"])) == []
 
 
