@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -46,14 +45,15 @@ def test_offer_and_take_in_order() -> None:
     assert buffer.take() == []
 
 
-def test_offer_refuses_when_full_and_records_the_refusal() -> None:
+def test_offer_refuses_when_full_and_hands_the_event_to_the_overflow() -> None:
     buffer = EventBuffer(3)
+    overflowed: list[Entry] = []
+    buffer.overflow = overflowed.append
     fill(buffer, 3)
-    assert buffer.last_refusal == 0.0
-    before = time.monotonic()
+    assert overflowed == []
     assert buffer.offer("k", b"x") is False
     assert len(buffer) == 3
-    assert buffer.last_refusal >= before
+    assert overflowed == [Entry("k", b"x")]
     assert [e.partition_key for e in buffer.take()] == [key(0), key(1), key(2)]
     # room again after a take
     assert buffer.offer("k", b"x") is True

@@ -12,6 +12,7 @@ from redis.retry import Retry
 from tracker.events.buffer import EventBuffer
 from tracker.events.builder import EventFactory
 from tracker.events.fallback import MemoryFallback
+from tracker.events.spill.group_commit import MAX_COMMIT_WAIT
 from tracker.events.spill.log import DiskLog
 from tracker.metrics import TrackerMetrics
 from tracker.settings import TrackerSettings
@@ -56,7 +57,10 @@ class TrackerCore:
     def spill_problem(self) -> str | None:
         """What is wrong with the on-disk event log, or None."""
         if self.log.stalled:
-            return "a disk write has not finished for 0.5 s: answers no longer wait for the disk"
+            return (
+                f"a disk write has not finished for {MAX_COMMIT_WAIT} s:"
+                " answers no longer wait for the disk"
+            )
         error = self.log.last_error
         if error is not None and time.monotonic() - error[0] < DROP_MEMORY_SECONDS:
             return f"the disk refused the event log ({error[1]})"

@@ -9,9 +9,8 @@ send" or "a full batch".
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -48,7 +47,6 @@ class EventBuffer:
         self._entries: deque[Entry] = deque()
         self._nonempty = asyncio.Event()
         self._full_batch = asyncio.Event()
-        self.last_refusal = 0.0
         self.overflow: Callable[[Entry], None] = _discard
 
     def __len__(self) -> int:
@@ -67,8 +65,6 @@ class EventBuffer:
         entries = self._entries
         size = len(entries)
         if size >= self._limit:
-            if size >= self.max_events:
-                self.last_refusal = time.monotonic()
             self.overflow(new_entry(Entry, (partition_key, data, 1, None)))
             return False
         entries.append(new_entry(Entry, (partition_key, data, 1, None)))
@@ -95,20 +91,16 @@ class EventBuffer:
             self._full_batch.clear()
         return batch
 
-    def keep(self, entries: Iterable[Entry]) -> list[Entry]:
+    def keep(self, entries: list[Entry]) -> list[Entry]:
         """Take back entries the overflow could not store, as far as there is room; the rest
         are returned. Diversion does not apply: this is memory's last chance to hold them."""
-        refused = []
-        for entry in entries:
-            if len(self._entries) < self.max_events:
-                self._entries.append(entry)
-            else:
-                refused.append(entry)
+        room = max(0, self.max_events - len(self._entries))
+        self._entries.extend(entries[:room])
         if self._entries:
             self._nonempty.set()
             if len(self._entries) >= MAX_BATCH_RECORDS:
                 self._full_batch.set()
-        return refused
+        return entries[room:]
 
     def take_all(self) -> list[Entry]:
         """Everything waiting, oldest first (moving memory's backlog to disk)."""

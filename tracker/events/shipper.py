@@ -142,10 +142,14 @@ class Shipper:
             return None
         if not self._options.aggregate:
             taken = self._buffer.take()
-            return Batch(taken, None, mirrored_receipt(taken))
+            return Batch(taken, None, self._owed(taken))
         # Aggregated records of ~50 KB hold ~250 events each: one call carries thousands.
         taken = self._buffer.take(AGGREGATED_BATCH_EVENTS, AGGREGATED_BATCH_BYTES)
-        return Batch(pack(taken), None, mirrored_receipt(taken))
+        return Batch(pack(taken), None, self._owed(taken))
+
+    def _owed(self, taken: list[Entry]) -> Receipt | None:
+        # Only write-ahead hands written events to memory: in overflow mode none is on disk.
+        return mirrored_receipt(taken) if self._options.write_ahead else None
 
     def _packed(self, entries: list[Entry]) -> list[Entry]:
         if not self._options.aggregate:
@@ -193,10 +197,17 @@ class Shipper:
         self, task: asyncio.Task[None], batch: Batch, pending: list[Entry]
     ) -> None:
         if batch.from_disk is None:  # a disk batch stays on disk whatever happens to the task
-            self._unsent[task] = _memory_only(pending)
+            self._unsent[task] = pending
 
     def _stuck_since(self, since: float) -> bool:
-        return time.monotonic() - since >= self._options.spill_after and not self._closing
+        return self._spill_after_passed(since) and not self._closing
+
+    def _spill_after_passed(self, since: float) -> bool:
+        return time.monotonic() - since >= self._options.spill_after
+
+    def _note_if_idle(self) -> None:
+        if self.idle:
+            self._last_progress = time.monotonic()  # a quiet tracker is not a stuck one
 
     def _to_disk(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -233,8 +244,7 @@ class Shipper:
             self.steer_once()
 
     def steer_once(self) -> None:
-        if self.idle:
-            self._last_progress = time.monotonic()  # a quiet tracker is not a stuck one
+        self._note_if_idle()
         if self._options.write_ahead:
             return  # every event goes to disk anyway
         stuck = self.stuck
@@ -256,7 +266,7 @@ class Shipper:
     @property
     def stuck(self) -> bool:
         """Kinesis has accepted nothing for SPILL_AFTER_SECONDS while events wait."""
-        return time.monotonic() - self._last_progress >= self._options.spill_after
+        return self._spill_after_passed(self._last_progress)
 
     async def _until_idle_or_stuck(self) -> None:
         # Waiting out the whole deadline for a Kinesis that is down would only delay the
@@ -276,13 +286,12 @@ class Shipper:
         write what is left in memory to the on-disk log; cancels `tasks` (the runner, the
         steering). Returns how many events were written to disk."""
         self._closing = True
-        if self.idle:
-            self._last_progress = time.monotonic()  # a quiet tracker is not a stuck one
+        self._note_if_idle()
         self._buffer.wake()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(deadline):
                 await self._until_idle_or_stuck()
-        leftovers = [e for entries in self._unsent.values() for e in entries]
+        leftovers = _memory_only([e for entries in self._unsent.values() for e in entries])
         for task in (*tasks, *self._sending):
             task.cancel()
         await asyncio.gather(*tasks, *self._sending, return_exceptions=True)

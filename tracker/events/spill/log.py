@@ -105,7 +105,7 @@ class DiskLog:
             # A file created just before its owner died may hold nothing: no read would ever
             # let it go (a part with no segment at all goes the same way).
             for segment in [s for s in part.segments if s.done]:
-                self._delete_if_done(part, segment)
+                self._delete_if_done(segment)
             if not part.segments and part in self._adopted:
                 self._release(part, remove=True)
         if found:
@@ -123,7 +123,7 @@ class DiskLog:
             open_segment = own.open_segment()
             if open_segment is not None:
                 open_segment.sealed = True
-                self._delete_if_done(own, open_segment)
+                self._delete_if_done(open_segment)
             self._release(own, remove=not own.segments)
         for part in list(self._adopted):  # _release takes it out of the list
             self._release(part, remove=False)
@@ -169,7 +169,7 @@ class DiskLog:
             return current
         if current is not None:
             current.sealed = True
-            self._delete_if_done(own, current)
+            self._delete_if_done(current)
         return own.new_segment()
 
     def written(self, write: Write) -> None:
@@ -243,7 +243,7 @@ class DiskLog:
                 return None
 
     def _first_unread(self) -> tuple[Part, Segment] | None:
-        for part in (*self._adopted, *([self._own] if self._own else [])):
+        for part in self._parts():
             segment = part.first_unread()
             if segment is not None:
                 return part, segment
@@ -270,9 +270,9 @@ class DiskLog:
         if not part.own:
             segment.events += sum(e.events for e in decoded.entries)
         segment.unacked += count
-        self._delete_if_done(part, segment)
+        self._delete_if_done(segment)
         if count:
-            return LogBatch(decoded.entries, part, segment)
+            return LogBatch(decoded.entries, segment)
         return None
 
     def settle(self, receipt: Receipt) -> None:
@@ -280,7 +280,7 @@ class DiskLog:
         for segment, (records, events) in receipt.items():
             segment.unacked -= records
             segment.acked_events += events
-            self._delete_if_done(segment.part, segment)
+            self._delete_if_done(segment)
 
     def acknowledge(self, batch: LogBatch) -> None:
         """Kinesis accepted every entry of the batch."""
@@ -290,7 +290,7 @@ class DiskLog:
         segment.unacked -= count
         segment.acked_events += events
         self.replayed += events
-        self._delete_if_done(batch.part, segment)
+        self._delete_if_done(segment)
 
     # --- deleting -------------------------------------------------------------------------------
 
@@ -302,9 +302,10 @@ class DiskLog:
             return
         if not segment.unread and segment.unacked == 0:
             segment.sealed = True
-            self._delete_if_done(own, segment)
+            self._delete_if_done(segment)
 
-    def _delete_if_done(self, part: Part, segment: Segment) -> None:
+    def _delete_if_done(self, segment: Segment) -> None:
+        part = segment.part
         if not segment.done or segment not in part.segments:
             return
         part.segments.remove(segment)

@@ -102,5 +102,4 @@ class LogBatch(NamedTuple):
     """Entries read from one segment; acknowledging it lets the segment go."""
 
     entries: list[Entry]
-    part: Part
     segment: Segment
