@@ -94,6 +94,14 @@ async def read_all(disk: DiskLog, max_records: int = 500) -> list[LogBatch]:
     raise AssertionError("the reader never ran out of batches")
 
 
+async def ship_and_close(directory: Path, disk: DiskLog, batches: list[LogBatch]) -> None:
+    """Kinesis accepts every batch, the log closes: nothing may be left in the directory."""
+    for batch in batches:
+        disk.acknowledge(batch)
+    await disk.close()
+    assert part_dirs(directory) == []
+
+
 def entries_of(batches: list[LogBatch]) -> list[Entry]:
     return [e for batch in batches for e in batch.entries]
 
@@ -503,10 +511,7 @@ async def test_the_part_of_a_killed_process_is_adopted(tmp_path: Path) -> None:
     assert survivor.adopted_parts == 1
     batches = await read_all(survivor)
     assert entries_of(batches) == [Entry(f"child-{i}", b"x" * 100) for i in range(50)]
-    for batch in batches:
-        survivor.acknowledge(batch)
-    await survivor.close()
-    assert part_dirs(tmp_path) == []
+    await ship_and_close(tmp_path, survivor, batches)
 
 
 async def test_a_torn_tail_loses_only_the_torn_record(tmp_path: Path) -> None:
@@ -523,10 +528,7 @@ async def test_a_torn_tail_loses_only_the_torn_record(tmp_path: Path) -> None:
     batches = await read_all(second, max_records=4)
     assert entries_of(batches) == written[:9]
     assert second.corrupt == 1
-    for batch in batches:
-        second.acknowledge(batch)
-    await second.close()
-    assert part_dirs(tmp_path) == []
+    await ship_and_close(tmp_path, second, batches)
 
 
 async def test_an_empty_segment_left_by_a_dead_process_goes_away(tmp_path: Path) -> None:
@@ -560,10 +562,7 @@ async def test_close_lets_go_of_every_adopted_part(tmp_path: Path) -> None:
     assert last.adopted_parts == 3
     batches = await read_all(last)
     assert sorted(entries_of(batches)) == [entry(0), entry(1), entry(2)]
-    for batch in batches:
-        last.acknowledge(batch)
-    await last.close()
-    assert part_dirs(tmp_path) == []
+    await ship_and_close(tmp_path, last, batches)
 
 
 # --- a stateful model ---------------------------------------------------------------------------
