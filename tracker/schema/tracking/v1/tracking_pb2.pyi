@@ -23,6 +23,13 @@ class Validation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTSIDE_WINDOW: _ClassVar[Validation]
     CUSTOMER_MISMATCH: _ClassVar[Validation]
     UNVERIFIED: _ClassVar[Validation]
+
+class Consent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSENT_UNSPECIFIED: _ClassVar[Consent]
+    CONSENT_NOT_APPLICABLE: _ClassVar[Consent]
+    CONSENT_GRANTED: _ClassVar[Consent]
+    CONSENT_DENIED: _ClassVar[Consent]
 EVENT_TYPE_UNSPECIFIED: EventType
 IMPRESSION: EventType
 CLICK: EventType
@@ -34,9 +41,13 @@ INACTIVE: Validation
 OUTSIDE_WINDOW: Validation
 CUSTOMER_MISMATCH: Validation
 UNVERIFIED: Validation
+CONSENT_UNSPECIFIED: Consent
+CONSENT_NOT_APPLICABLE: Consent
+CONSENT_GRANTED: Consent
+CONSENT_DENIED: Consent
 
 class TrackingEvent(_message.Message):
-    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id")
+    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id", "consent", "visitor_id", "user_key", "gpc")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +71,10 @@ class TrackingEvent(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TRACKER_INSTANCE_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    VISITOR_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_KEY_FIELD_NUMBER: _ClassVar[int]
+    GPC_FIELD_NUMBER: _ClassVar[int]
     programid: str
     checksum: str
     customer_id: int
@@ -76,4 +91,8 @@ class TrackingEvent(_message.Message):
     params: _containers.ScalarMap[str, str]
     tracker_instance: str
     requested_customer_id: int
-    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ...) -> None: ...
+    consent: Consent
+    visitor_id: str
+    user_key: str
+    gpc: bool
+    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ..., consent: _Optional[_Union[Consent, str]] = ..., visitor_id: _Optional[str] = ..., user_key: _Optional[str] = ..., gpc: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Privacy at the edge: consent per request, pseudonyms, minimised fields (docs/privacy.md)."""
