@@ -309,9 +309,9 @@ def _event_maker(rng: random.Random) -> Callable[[], tuple[str, bytes]]:
             program.program_id,
             program,
             clock[0],
-            user_agent,
-            referer,
-            address,
+            pb.TrackingEvent(
+                user_agent=user_agent, referer=referer, client_ip_anonymized=address
+            ).SerializeToString(),
             None,
             rng.choice(PARAMS),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -96,13 +97,15 @@ def tracker_env(
 async def start_tracker(tracker_env: dict[str, str]) -> AsyncIterator[StartTracker]:
     """Start an in-process tracker app (real Redis, real kinesalite); settings can be overridden.
 
-    It returns once the push subscription is live, as /readyz would say.
+    It returns once the push subscription is live, as /readyz would say. `clock` replaces the
+    epoch clock of its requests and its daily visitor secrets.
     """
     clients: list[Client] = []
 
-    async def start(**overrides: str) -> Client:
+    async def start(clock: Callable[[], float] = time.time, **overrides: str) -> Client:
         settings = TrackerSettings.from_env({**tracker_env, **overrides})
-        client: Client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        app = create_app(settings, clock=clock)
+        client: Client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
         core = client.app[CORE]

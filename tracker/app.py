@@ -1,7 +1,8 @@
 """The aiohttp application: routes and the lifecycle of every resource, in one place.
 
 Start-up opens Redis and Kinesis clients and the on-disk event log, and starts the background
-tasks (Redis probe, push subscriber, shipper, its steering, the log's adoption scan). Shutdown
+tasks (Redis probe, push subscriber, the day's visitor secret, shipper, its steering, the log's
+adoption scan). Shutdown
 runs in reverse after aiohttp has stopped accepting requests: background tasks stop, the shipper
 ships what it can within SHIP_DRAIN_SECONDS and writes the rest to the log, the log and the
 clients close.
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -31,8 +33,10 @@ CORE = web.AppKey("core", TrackerCore)
 MAX_REQUEST_BODY = 1024  # every route is a GET or a body-less POST
 
 
-def create_app(settings: TrackerSettings) -> web.Application:
-    core = build_core(settings)
+def create_app(
+    settings: TrackerSettings, clock: Callable[[], float] = time.time
+) -> web.Application:
+    core = build_core(settings, clock=clock)
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app[CORE] = core
     tracking = TrackingHandlers(core)
@@ -55,6 +59,7 @@ async def _redis_lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         _start(probe_redis(core), "redis-probe"),
         _start(core.subscriber.run(), "program-subscriber"),
+        _start(core.secrets.run(), "visitor-secrets"),
     ]
     yield
     for task in tasks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -15,6 +16,10 @@ from tracker.events.fallback import MemoryFallback
 from tracker.events.spill.group_commit import MAX_COMMIT_WAIT
 from tracker.events.spill.log import DiskLog
 from tracker.metrics import TrackerMetrics
+from tracker.privacy.client_fields import ClientFields
+from tracker.privacy.consent import ConsentDecider
+from tracker.privacy.daily_secret import DailySecrets
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.settings import TrackerSettings
 from tracker.validation.cache import ProgramCache
 from tracker.validation.store import ProgramStore
@@ -42,8 +47,11 @@ class TrackerCore:
     log: DiskLog
     fallback: MemoryFallback
     events: EventFactory
+    client_fields: ClientFields
+    secrets: DailySecrets
     redis_client: redis.Redis
     pubsub_client: redis.Redis
+    clock: Callable[[], float]  # epoch seconds; tests inject their own
 
     def shipping_problem(self) -> str | None:
         """Why shipping is not keeping up, or None."""
@@ -70,7 +78,11 @@ class TrackerCore:
         return None
 
 
-def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None) -> TrackerCore:
+def build_core(
+    settings: TrackerSettings,
+    metrics: TrackerMetrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> TrackerCore:
     metrics = metrics or TrackerMetrics()
     cache_settings = settings.cache
     cache = ProgramCache(
@@ -106,6 +118,13 @@ def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None)
         "tracker_ship_buffer_depth", "Events waiting to be shipped", lambda: len(buffer)
     )
     _track_spill(metrics, log)
+    # The day's secret is fetched by a background task, on the patient client.
+    secrets = DailySecrets(pubsub_client, clock)
+    privacy = settings.privacy
+    client_fields = ClientFields(
+        ConsentDecider(privacy.tcf_vendor_id), secrets, privacy.user_id_key
+    )
+    _track_privacy(metrics, client_fields, secrets)
     return TrackerCore(
         settings,
         metrics,
@@ -117,8 +136,35 @@ def build_core(settings: TrackerSettings, metrics: TrackerMetrics | None = None)
         log,
         fallback,
         EventFactory(settings.instance_id),
+        client_fields,
+        secrets,
         redis_client,
         pubsub_client,
+        clock,
+    )
+
+
+def _track_privacy(metrics: TrackerMetrics, fields: ClientFields, secrets: DailySecrets) -> None:
+    metrics.track_counters(
+        "tracker_consent_requests",
+        "Tracking requests by the consent decided for them (see docs/privacy.md)",
+        "consent",
+        lambda: {name: fields.by_consent[number] for name, number in pb.Consent.items()},
+    )
+    metrics.track_counter(
+        "tracker_opted_out_requests",
+        "Tracking requests that carried Sec-GPC: 1 or DNT: 1",
+        lambda: fields.opted_out,
+    )
+    metrics.track_counter(
+        "tracker_visitor_id_unavailable",
+        "Events without visitor_id because no secret for their day was at hand (fail closed)",
+        lambda: fields.visitor_id_unavailable,
+    )
+    metrics.track_counter(
+        "tracker_visitor_secret_failures",
+        "Failed attempts to fetch or create the day's visitor secret in Redis",
+        lambda: secrets.failures,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from time import perf_counter, time
+from time import perf_counter
 from typing import NamedTuple
 
 from aiohttp import web
@@ -16,10 +16,10 @@ from multidict import CIMultiDictProxy, MultiMapping
 
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
-from tracker.events.anonymize import AnonymizedAddresses
 from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.memo import BoundedMemo
+from tracker.privacy.daily_secret import DAY_SECONDS
 from tracker.programs.model import Program, is_program_id
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.validation.cache import Absent
@@ -59,7 +59,8 @@ class TrackingHandlers:
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
         self._redirects: BoundedMemo[str, FixedAnswer] = BoundedMemo(MAX_REDIRECT_ANSWERS)
-        self._addresses = AnonymizedAddresses()
+        self._client_fields = core.client_fields.fragment
+        self._clock = core.clock
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
         started = perf_counter()
@@ -139,21 +140,26 @@ class TrackingHandlers:
             self._lookups[LOOKUP_NEGATIVE_HIT] += 1
         else:
             self._lookups[LOOKUP_HIT] += 1
-        now = time()
+        now = self._clock()
         customer_text = query.get("customer")
         customer = _customer_id(customer_text)
         validation = classify(found, customer if customer_text is not None else None, now)
         program = found if found.__class__ is Program else None
         headers = request.headers
+        client = self._client_fields(
+            query,
+            headers,
+            self._client_ip(request, headers),
+            program.customer_id if program is not None else 0,
+            int(now // DAY_SECONDS),
+        )
         message_id, data = self._events.build(
             event_type,
             validation,
             program_id,
             program,
             int(now * 1000),
-            headers.get("User-Agent", ""),
-            headers.get("Referer", ""),
-            self._addresses.anonymized(self._client_ip(request, headers)),
+            client,
             customer,
             _extra_params(query),
         )

@@ -29,11 +29,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+# Our own loggers: they log counts, ids and error kinds, never a request's or an event's content.
+OWN_LOGGERS = ("tracker", "consumers", "bench")
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
-    # aiohttp's access log is off anyway; botocore is chatty at DEBUG only.
+    # Libraries log whole payloads at DEBUG (botocore the items it writes, with their user agents
+    # and addresses), so DEBUG applies to our own loggers only: personal data never reaches a log.
+    root.setLevel(max(logging.getLevelName(level), logging.INFO))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+    # aiohttp's access log (addresses, user agents, referers) is off, and stays off.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -7,7 +7,7 @@ prometheus_client metrics, with children for known label values bound once here.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -109,7 +109,15 @@ class TrackerMetrics:
 
     def track_counter(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A counter kept as a plain number elsewhere, read at scrape time."""
-        self.registry.register(_ReadCounter(name, doc, read))
+        self.registry.register(_ReadCounter(name, doc, lambda: {(): read()}))
+
+    def track_counters(
+        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """A labelled counter kept as plain numbers elsewhere: read() maps label value to count."""
+        self.registry.register(
+            _ReadCounter(name, doc, lambda: {(k,): v for k, v in read().items()}, (label,))
+        )
 
 
 DROP_REASONS = ("buffer_full", "spill_full", "spill_error")
@@ -132,10 +140,17 @@ class Drops:
 
 
 class _ReadCounter(Collector):
-    def __init__(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        self._name, self._doc, self._read = name, doc, read
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        read: Callable[[], Mapping[tuple[str, ...], float]],
+        labels: tuple[str, ...] = (),
+    ) -> None:
+        self._name, self._doc, self._read, self._labels = name, doc, read, labels
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self._name, self._doc)
-        family.add_metric([], self._read())
+        family = CounterMetricFamily(self._name, self._doc, labels=self._labels)
+        for values, count in self._read().items():
+            family.add_metric(list(values), count)
         yield family

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from tracker.envconfig import LOG_LEVELS, EnvReader, SettingsError, aws_endpoints
 from tracker.events.spill.log import SpillSettings
+from tracker.privacy.keys import MIN_SECRET_BYTES
 
 DURABILITY_MODES = ("overflow", "write-ahead")
 
@@ -52,6 +53,17 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    tcf_vendor_id: int | None  # unset: no TC string can grant consent (fail closed)
+    # The key of user_key; never in a repr, so never in a log line or a traceback.
+    user_id_key: bytes | None = field(repr=False)
+
+    @classmethod
+    def from_reader(cls, env: EnvReader) -> PrivacySettings:
+        return cls(tcf_vendor_id=_tcf_vendor_id(env), user_id_key=user_id_key(env))
+
+
+@dataclass(frozen=True, slots=True)
 class TrackerSettings:
     redis_url: str
     redis_timeout_seconds: float
@@ -67,6 +79,7 @@ class TrackerSettings:
     admin_token: str | None
     click_fallback_url: str | None
     trust_forwarded_for: bool
+    privacy: PrivacySettings
     instance_id: str
     log_level: str
 
@@ -89,6 +102,7 @@ class TrackerSettings:
             admin_token=env.optional_text("ADMIN_TOKEN"),
             click_fallback_url=env.url("CLICK_FALLBACK_URL", None, schemes=("http", "https")),
             trust_forwarded_for=env.flag("TRUST_FORWARDED_FOR", False),
+            privacy=PrivacySettings.from_reader(env),
             instance_id=env.text("TRACKER_INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"),
             log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         )
@@ -105,6 +119,25 @@ def redis_url(env: EnvReader) -> str:
         return url
     netloc = f":{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def user_id_key(env: EnvReader) -> bytes | None:
+    """USER_ID_KEY as bytes; None when unset (then `uid` is ignored)."""
+    value = env.optional_text("USER_ID_KEY")
+    if value is None:
+        return None
+    key = value.encode()
+    if len(key) < MIN_SECRET_BYTES:
+        # The message never quotes the value: it is a secret.
+        raise SettingsError(f"USER_ID_KEY: shorter than {MIN_SECRET_BYTES} bytes")
+    return key
+
+
+def _tcf_vendor_id(env: EnvReader) -> int | None:
+    if env.raw("TCF_VENDOR_ID") is None:
+        return None
+    # Vendor ids are 16-bit in the TC string.
+    return env.integer("TCF_VENDOR_ID", 0, minimum=1, maximum=65_535)
 
 
 def _cache_settings(env: EnvReader) -> CacheSettings:

@@ -32,6 +32,7 @@ def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int
         "EVENTS_TABLE": f"events-{suffix}",
         "DEAD_LETTER_TABLE": f"dead-{suffix}",
         "LEASE_TABLE": f"leases-{suffix}",
+        "PRIVACY_TABLE": f"privacy-{suffix}",
         "EVENT_STREAM_SHARDS": str(shards),
         "LEASE_DURATION_SECONDS": "3",
         "SHARD_DISCOVERY_SECONDS": "1",
@@ -57,9 +58,9 @@ def make_events(count: int, program_id: str = "p1") -> list[bytes]:
             program_id=program_id,
             program=None,
             timestamp_ms=now_ms + i,
-            user_agent="ua",
-            referer="",
-            client_ip="10.0.0.0",
+            client=pb.TrackingEvent(
+                user_agent="ua", client_ip_anonymized="10.0.0.0"
+            ).SerializeToString(),
             requested_customer_id=None,
             params={},
         )[1]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from tracker.memo import BoundedMemo
-
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}", re.ASCII)
 
@@ -28,23 +26,3 @@ def anonymize_ip(address: str | None) -> str:
         return anonymize_ip(str(parsed.ipv4_mapped))
     prefix = 24 if parsed.version == 4 else 48
     return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False).network_address)
-
-
-# The longest textual IPv6 address with a zone, roughly; longer keys would bloat the memo.
-MAX_ADDRESS_TEXT = 64
-
-
-class AnonymizedAddresses:
-    """anonymize_ip with a bounded memo: a client sends many requests over one connection (and
-    a load balancer's address repeats), and a dict lookup costs a tenth of the regex."""
-
-    def __init__(self, max_entries: int = 4096) -> None:
-        self._known: BoundedMemo[str | None, str] = BoundedMemo(max_entries)
-
-    def anonymized(self, address: str | None) -> str:
-        if address is not None and len(address) > MAX_ADDRESS_TEXT:
-            return anonymize_ip(address)  # not an address; and never a memo key
-        known = self._known.get(address)
-        if known is None:
-            known = self._known.remember(address, anonymize_ip(address))
-        return known

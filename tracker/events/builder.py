@@ -19,14 +19,15 @@ MAX_HEADER_TEXT = 512
 MAX_PARAMS = 16
 MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
-RESERVED_PARAMS = frozenset({"program", "customer"})
+# Read by the tracker itself; the privacy ones (consent string, advertiser's user id) must never
+# reach `params` in clear.
+RESERVED_PARAMS = frozenset({"program", "customer", "gdpr", "gdpr_consent", "uid"})
 _PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
 
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 TrackingEvent = pb.TrackingEvent
 MAX_PREFIXES = 100_000
-MAX_CLIENTS = 2048
 
 
 IDS_PER_DRAW = 256
@@ -76,8 +77,8 @@ def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 class EventFactory:
     """Builds serialized events from parts that upb serializes once and this concatenates:
     protobuf parses concatenated messages as one, merged, and each field here is in exactly one
-    part. The program's fields are serialized once per program, the client's (user agent,
-    referer, address) once per distinct client in a bounded memo, the outcome once per
+    part. The program's fields are serialized once per program, the client's come serialized
+    from tracker.privacy.client_fields (once per distinct client), the outcome once per
     (event type, validation), the timestamp once per millisecond; only the message id, and the
     customer and parameters when a request has them, are new per request. Building one upb
     message per request instead cost four times as much (measured, docs/benchmarks.md)."""
@@ -86,8 +87,6 @@ class EventFactory:
         self._instance_id = instance_id[:MAX_HEADER_TEXT]
         # program id -> (the Program it was built from, or None for an unknown id; its bytes)
         self._prefixes: BoundedMemo[str, tuple[Program | None, bytes]] = BoundedMemo(MAX_PREFIXES)
-        # at most ~2.5 KB per entry
-        self._clients: BoundedMemo[tuple[str, str, str], bytes] = BoundedMemo(MAX_CLIENTS)
         self._outcomes = {
             (event_type, validation): TrackingEvent(
                 event_type=event_type,  # type: ignore[arg-type]
@@ -100,27 +99,25 @@ class EventFactory:
         self._stamp_ms = -1
         self._stamp = b""
 
-    def build(  # noqa: PLR0913, PLR0917 (one per event field; positional: cheaper to call)
+    def build(
         self,
         event_type: int,
         validation: int,
         program_id: str,
         program: Program | None,
         timestamp_ms: int,
-        user_agent: str,
-        referer: str,
-        client_ip: str,
+        client: bytes,
         requested_customer_id: int | None,
         params: Mapping[str, str],
     ) -> tuple[str, bytes]:
-        """(message_id, serialized event)."""
+        """(message_id, serialized event); `client` is the client's serialized fields."""
         message_id = new_message_id()
         if timestamp_ms != self._stamp_ms:
             self._stamp = TrackingEvent(timestamp_ms=timestamp_ms).SerializeToString()
             self._stamp_ms = timestamp_ms
         parts = [
             self._prefix(program_id, program),
-            self._client(user_agent[:MAX_HEADER_TEXT], referer[:MAX_HEADER_TEXT], client_ip),
+            client,
             self._outcomes[event_type, validation],
             MESSAGE_ID_FIELD,
             message_id.encode(),
@@ -133,16 +130,6 @@ class EventFactory:
         if params:
             parts.append(TrackingEvent(params=params).SerializeToString())
         return message_id, b"".join(parts)
-
-    def _client(self, user_agent: str, referer: str, client_ip: str) -> bytes:
-        key = (user_agent, referer, client_ip)
-        serialized = self._clients.get(key)
-        if serialized is None:
-            part = TrackingEvent(
-                user_agent=user_agent, referer=referer, client_ip_anonymized=client_ip
-            )
-            serialized = self._clients.remember(key, part.SerializeToString())
-        return serialized
 
     def _prefix(self, program_id: str, program: Program | None) -> bytes:
         cached = self._prefixes.get(program_id)

@@ -1,0 +1,451 @@
+"""TCF v2 TC strings (tracker.privacy.tcf) and the per-request consent decision
+(tracker.privacy.consent), with strings built by tests.support.tcf_strings."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from tests.support.tcf_strings import (
+    ALPHABET,
+    VENDOR_SECTION_AT,
+    consent_section_end,
+    core_bits,
+    encode_bits,
+    tc_string,
+)
+from tracker.privacy.consent import ConsentDecider
+from tracker.privacy.tcf import MAX_TC_STRING, consents_to
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+VENDOR = 755
+OTHER = 91
+ALL_PURPOSES = set(range(1, 25))
+GRANTING = tc_string(purposes={1, 7}, vendors={OTHER, VENDOR})
+
+
+def granted(tc: str, vendor: int = VENDOR) -> bool:
+    return consents_to(tc, vendor, 7)
+
+
+# --- the vendor consent section ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_vendor_and_purpose_7_consented(ranges: bool) -> None:
+    tc = tc_string(purposes={1, 2, 7}, vendors={1, OTHER, VENDOR}, ranges=ranges)
+    assert granted(tc)
+    assert granted(tc, OTHER)
+    assert granted(tc, 1)
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_purpose_7_missing_is_no(ranges: bool) -> None:
+    tc = tc_string(purposes=ALL_PURPOSES - {7}, vendors={VENDOR}, ranges=ranges)
+    assert not granted(tc)
+    assert consents_to(tc, VENDOR, 8)
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_only_another_vendor_is_no(ranges: bool) -> None:
+    tc = tc_string(purposes=ALL_PURPOSES, vendors={OTHER, VENDOR - 1, VENDOR + 1}, ranges=ranges)
+    assert not granted(tc)
+    assert granted(tc, OTHER)
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_no_vendors_at_all_is_no(ranges: bool) -> None:
+    tc = tc_string(purposes=ALL_PURPOSES, vendors=set(), ranges=ranges)
+    assert not granted(tc)
+    assert not granted(tc, 1)
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_a_vendor_above_max_vendor_id_is_no(ranges: bool) -> None:
+    tc = tc_string(purposes={7}, vendors={OTHER}, ranges=ranges)
+    assert granted(tc, OTHER)
+    assert not granted(tc, OTHER + 1)
+    assert not granted(tc, 0xFFFF)
+
+
+def test_a_bit_field_with_max_vendor_id_above_the_highest_consent() -> None:
+    tc = tc_string(purposes={7}, vendors={VENDOR}, max_vendor_id=VENDOR + 500)
+    assert granted(tc)
+    assert not granted(tc, VENDOR + 500)
+
+
+def test_single_id_range_entries() -> None:
+    tc = tc_string(purposes={7}, ranges=True, range_entries=[(OTHER, OTHER), (VENDOR, VENDOR)])
+    assert granted(tc)
+    assert granted(tc, OTHER)
+    assert not granted(tc, VENDOR - 1)
+    assert not granted(tc, VENDOR + 1)
+
+
+def test_a_start_to_end_range_includes_both_edges() -> None:
+    tc = tc_string(purposes={7}, ranges=True, range_entries=[(1, 2), (700, 800)])
+    assert [granted(tc, vendor) for vendor in (699, 700, 755, 800, 801)] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert granted(tc, 1)
+    assert granted(tc, 2)
+    assert not granted(tc, 3)
+
+
+def test_the_vendor_in_the_last_of_many_range_entries() -> None:
+    entries = [(2 * n + 1, 2 * n + 1) for n in range(2000)]  # odd ids 1..3999, one entry each
+    tc = tc_string(purposes={7}, ranges=True, range_entries=entries)
+    assert len(tc) < MAX_TC_STRING
+    assert granted(tc, 3999)
+    assert not granted(tc, 3998)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        pytest.param([(0, 0), (VENDOR, VENDOR)], id="single id 0"),
+        pytest.param([(0, 10), (VENDOR, VENDOR)], id="range from 0"),
+        pytest.param([(VENDOR, VENDOR), (20, 10)], id="start after end"),
+    ],
+)
+def test_a_bad_range_entry_makes_the_whole_string_no(entries: list[tuple[int, int]]) -> None:
+    tc = tc_string(purposes={7}, ranges=True, range_entries=entries)
+    assert not granted(tc)
+    assert not granted(tc, 5)
+
+
+def test_a_range_past_max_vendor_id_makes_the_whole_string_no() -> None:
+    tc = tc_string(purposes={7}, ranges=True, range_entries=[(VENDOR, VENDOR)], max_vendor_id=800)
+    assert granted(tc)
+    beyond = tc_string(
+        purposes={7}, ranges=True, range_entries=[(VENDOR, VENDOR), (790, 801)], max_vendor_id=800
+    )
+    assert not granted(beyond)
+
+
+def test_any_purpose_can_be_asked_for() -> None:
+    tc = tc_string(purposes={1, 24}, vendors={VENDOR})
+    assert consents_to(tc, VENDOR, 1)
+    assert consents_to(tc, VENDOR, 24)
+    assert not consents_to(tc, VENDOR, 2)
+
+
+@pytest.mark.parametrize(("vendor", "purpose"), [(0, 7), (-1, 7), (0x10000, 7), (1, 0), (1, 25)])
+def test_out_of_range_questions_are_no(vendor: int, purpose: int) -> None:
+    tc = tc_string(purposes=ALL_PURPOSES, vendors={1})
+    assert consents_to(tc, 1, 7)
+    assert not consents_to(tc, vendor, purpose)
+
+
+# --- what surrounds the core segment ------------------------------------------------------------
+
+
+def test_other_segments_are_ignored_but_must_be_base64url() -> None:
+    core = GRANTING
+    assert granted(f"{core}.IFoEUQQgAIQwgIwQ.QAagAQAgAIAwgA.cAAAAAAAITg")
+    assert granted(f"{core}.xy")  # base64 for one byte
+    assert not granted(f"{core}.x")  # base64 for no number of bytes
+    assert not granted(f"{core}.xyzab")
+    assert not granted(f"{core}.cAAAAAAAITg=")  # padding
+    assert not granted(f"{core}.")
+    assert not granted(f"{core}..IFoE")
+    assert not granted(f".{core}")
+    assert not granted(f"{core}.ab+c")  # base64, not base64url
+    assert not granted(f"{core}.ab/c")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty"),
+        pytest.param(".", id="dot"),
+        pytest.param("C", id="one character"),
+        pytest.param(GRANTING + "A" * ((1 - len(GRANTING)) % 4), id="a length base64 never has"),
+        pytest.param(GRANTING + "==", id="padding"),
+        pytest.param(GRANTING + "\n", id="newline"),
+        pytest.param(" " + GRANTING, id="space"),
+        pytest.param(GRANTING[:10] + "é" + GRANTING[11:], id="non-ASCII"),
+        pytest.param(GRANTING[:10] + "٣" + GRANTING[11:], id="Unicode digit"),
+        pytest.param(GRANTING.replace("C", "+", 1), id="base64 alphabet"),
+        pytest.param(GRANTING + "A" * MAX_TC_STRING, id="too long"),
+    ],
+)
+def test_malformed_strings_are_no(text: str) -> None:
+    assert not granted(text)
+
+
+@pytest.mark.parametrize("version", [0, 1, 3, 63])
+def test_only_version_2_is_read(version: int) -> None:
+    assert not granted(tc_string(purposes={7}, vendors={VENDOR}, version=version))
+
+
+def filler(length: int) -> str:
+    """Segments of valid base64url lengths, `length` characters in all with their dots."""
+    if length % 4 == 1:
+        return "AA." + "A" * (length - 3)
+    return "A" * length
+
+
+def test_the_longest_string_is_still_read() -> None:
+    tc = GRANTING + "." + filler(MAX_TC_STRING - len(GRANTING) - 1)
+    assert len(tc) == MAX_TC_STRING
+    assert granted(tc)
+    assert not granted(tc + "A")
+
+
+@pytest.mark.parametrize("ranges", [False, True])
+def test_truncated_at_every_character(ranges: bool) -> None:
+    """Every prefix of the core: no until the whole vendor consent section is there (in whole
+    bytes), yes from then on (the legitimate-interest section that follows is not read), except
+    for lengths that are not base64."""
+    bits = core_bits(purposes={7}, vendors={OTHER, VENDOR, VENDOR + 2}, ranges=ranges)
+    needed = consent_section_end(bits)
+    core = encode_bits(bits)
+    assert granted(core)
+    for length in range(len(core)):
+        whole_bytes = length * 6 // 8 * 8
+        expected = length % 4 != 1 and whole_bytes >= needed
+        assert granted(core[:length]) == expected, length
+
+
+def test_truncated_inside_a_range_entry_after_the_one_naming_the_vendor() -> None:
+    bits = core_bits(purposes={7}, ranges=True, range_entries=[(VENDOR, VENDOR), (800, 900)])
+    end = consent_section_end(bits)
+    cuts = [cut for cut in range(end - 33, end) if cut + (-cut % 8) < end]  # in the last entry
+    assert len(cuts) >= 26
+    for cut in cuts:
+        assert not granted(encode_bits(bits[:cut])), cut
+    assert granted(encode_bits(bits[:end]))
+
+
+def test_truncated_inside_a_bit_field_after_the_vendors_bit() -> None:
+    bits = core_bits(purposes={7}, vendors={VENDOR}, max_vendor_id=VENDOR + 30)
+    end = consent_section_end(bits)
+    assert end == VENDOR_SECTION_AT + 17 + VENDOR + 30
+    cuts = [cut for cut in range(end - 29, end) if cut + (-cut % 8) < end]  # after VENDOR's bit
+    assert len(cuts) >= 22
+    for cut in cuts:
+        assert not granted(encode_bits(bits[:cut])), cut
+    assert granted(encode_bits(bits[:end]))
+
+
+# --- published strings ---------------------------------------------------------------------------
+
+# From the IAB's reference Java decoder's tests (iabtcf-java, TCStringV2Test): purposes 3-9 and
+# vendors 23, 37, 47, 48, 53, 65, 98 consented, as a bit field.
+IAB_BIT_FIELD = "COrEAV4OrXx94ACABBENAHCIAD-AAAAAAACAAxAAAAgAIAwgAgAAAAEAgQAAAAAEAYQAQAAAACAAAABAAA"
+IAB_BIT_FIELD_VENDORS = {23, 37, 47, 48, 53, 65, 98}
+# Same source: range encoding consenting to vendors 702 and 703 (one range), no purposes.
+IAB_RANGE = (
+    "COwBOpCOwBOpCLqAAAENAPCAAAAAAAAAAAAAFfwAYFfAV-BVkAGBVYFWAAA.IFoEUQQgAIQwgIwQABAEAAAAOIAACAIA"
+    "AAAQAIAgEAACEAAAAAgAQBAAAAAAAGBAAgAAAAAAAFAAECAAAgAAQARAEQAAAAAJAAIAAgAAAYQEAAAQmAgBC3ZAYzUw"
+)
+# The spec's own example starts with 'B': Version 1, which we do not read.
+SPEC_VERSION_1 = "BObdrPUOevsguAfDqFENCNAAAAAmeAAA.OevsguAfDq"
+
+
+def with_purpose_7(tc: str) -> str:
+    """`tc` with the PurposesConsent bit for purpose 7 set: core bit 158, which is bit 2 (from the
+    left, of 0-5) of character 26."""
+    char = ALPHABET[ALPHABET.index(tc[26]) | 0b001000]
+    return tc[:26] + char + tc[27:]
+
+
+def test_a_published_bit_field_string() -> None:
+    answers = {
+        (vendor, purpose): consents_to(IAB_BIT_FIELD, vendor, purpose)
+        for vendor in range(1, 130)
+        for purpose in range(1, 25)
+    }
+    assert {key for key, yes in answers.items() if yes} == {
+        (vendor, purpose) for vendor in IAB_BIT_FIELD_VENDORS for purpose in range(3, 10)
+    }
+
+
+def test_a_published_range_string() -> None:
+    assert not any(granted(IAB_RANGE, vendor) for vendor in (701, 702, 703))
+    with_consent = with_purpose_7(IAB_RANGE)
+    assert [granted(with_consent, vendor) for vendor in (701, 702, 703, 704)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_the_specs_version_1_example_is_no() -> None:
+    assert not any(consents_to(SPEC_VERSION_1, vendor, 1) for vendor in range(1, 100))
+
+
+def test_a_real_world_looking_string_from_the_encoder() -> None:
+    vendors = {1, 2, 4, 10, 11, 12, 13, 21, 23, 25, 28, 32, 39, 50, 52, 68, 76, 91, 755, 793}
+    for ranges in (False, True):
+        tc = tc_string(
+            purposes={1, 2, 3, 4, 7, 9, 10},
+            vendors=vendors,
+            ranges=ranges,
+            extra_segments=["IFoEUQQgAIQwgIwQABAEAAAAOIAACAIAAAAQAIAgEAACEA", "YAAAAAAAAAAA"],
+        )
+        assert tc[0] == "C"  # Version 2 is the first character
+        assert {vendor for vendor in range(1, 1000) if granted(tc, vendor)} == vendors
+
+
+# --- fuzzing -------------------------------------------------------------------------------------
+
+base64url_text = st.text(alphabet=ALPHABET + ".=", max_size=400)
+
+
+def mutated(tc: str, data: st.DataObject) -> str:
+    """`tc` with a few characters replaced, inserted or removed, then maybe cut short."""
+    text = list(tc)
+    for _ in range(data.draw(st.integers(1, 4), label="edits")):
+        at = data.draw(st.integers(0, len(text)), label="at")
+        char = data.draw(st.sampled_from(ALPHABET + ".=é\x00 "), label="char")
+        action = data.draw(st.sampled_from(["replace", "insert", "delete"]), label="action")
+        if action == "insert" or at == len(text):
+            text.insert(at, char)
+        elif action == "replace":
+            text[at] = char
+        else:
+            del text[at]
+    cut = data.draw(st.integers(0, len(text)), label="cut")
+    return "".join(text[:cut])
+
+
+def assert_never_raises(text: str) -> None:
+    assert consents_to(text, VENDOR, 7) in (True, False)
+    assert consents_to(text, 1, 1) in (True, False)
+    decider = ConsentDecider(VENDOR)
+    decision = decider.decide("1", text)
+    assert decision in (pb.CONSENT_GRANTED, pb.CONSENT_DENIED)
+    assert decider.decide("1", text) == decision
+    assert decider.decide(text, text) in (pb.CONSENT_NOT_APPLICABLE, pb.CONSENT_DENIED)
+
+
+@hypothesis_settings(max_examples=300)
+@given(st.text(max_size=300))
+def test_any_text_never_raises(text: str) -> None:
+    assert_never_raises(text)
+
+
+@hypothesis_settings(max_examples=300)
+@given(base64url_text)
+def test_any_base64url_text_never_raises(text: str) -> None:
+    assert_never_raises(text)
+
+
+@hypothesis_settings(max_examples=300)
+@given(st.booleans(), st.data())
+def test_mutated_valid_strings_never_raise(ranges: bool, data: st.DataObject) -> None:
+    tc = tc_string(purposes={7}, vendors={3, 4, 5, OTHER, VENDOR}, ranges=ranges)
+    assert_never_raises(mutated(tc, data))
+
+
+@hypothesis_settings(max_examples=300)
+@given(
+    purposes=st.sets(st.integers(1, 24)),
+    vendors=st.sets(st.integers(1, 1200), max_size=60),
+    ranges=st.booleans(),
+    asked=st.integers(1, 1210),
+    extra_max=st.integers(0, 20),
+)
+def test_the_answer_matches_the_sets_encoded(
+    purposes: set[int], vendors: set[int], ranges: bool, asked: int, extra_max: int
+) -> None:
+    max_vendor_id = max(vendors, default=0) + extra_max
+    tc = tc_string(purposes=purposes, vendors=vendors, ranges=ranges, max_vendor_id=max_vendor_id)
+    assert granted(tc, asked) == (7 in purposes and asked in vendors)
+    for vendor in vendors:
+        assert granted(tc, vendor) == (7 in purposes)
+
+
+# --- the decision --------------------------------------------------------------------------------
+
+DENYING = tc_string(purposes=ALL_PURPOSES - {7}, vendors={VENDOR})
+
+
+@pytest.mark.parametrize("gdpr_consent", [None, "", GRANTING, DENYING, "garbage"])
+def test_no_gdpr_parameter_or_0_is_not_applicable(gdpr_consent: str | None) -> None:
+    decider = ConsentDecider(VENDOR)
+    assert decider.decide(None, gdpr_consent) == pb.CONSENT_NOT_APPLICABLE
+    assert decider.decide("0", gdpr_consent) == pb.CONSENT_NOT_APPLICABLE
+
+
+def test_gdpr_1_with_a_granting_string_is_granted() -> None:
+    assert ConsentDecider(VENDOR).decide("1", GRANTING) == pb.CONSENT_GRANTED
+
+
+@pytest.mark.parametrize(
+    "gdpr_consent",
+    [
+        pytest.param(None, id="absent"),
+        pytest.param("", id="empty"),
+        pytest.param("garbage!", id="malformed"),
+        pytest.param(DENYING, id="purpose 7 refused"),
+        pytest.param(tc_string(purposes={7}, vendors={OTHER}), id="another vendor only"),
+        pytest.param(GRANTING[:-20], id="truncated"),
+        pytest.param(GRANTING + "A" * MAX_TC_STRING, id="too long"),
+    ],
+)
+def test_gdpr_1_with_anything_else_is_denied(gdpr_consent: str | None) -> None:
+    assert ConsentDecider(VENDOR).decide("1", gdpr_consent) == pb.CONSENT_DENIED
+
+
+def test_gdpr_1_without_a_vendor_id_is_denied() -> None:
+    decider = ConsentDecider(None)
+    assert decider.decide("1", GRANTING) == pb.CONSENT_DENIED
+    assert decider.decide(None, GRANTING) == pb.CONSENT_NOT_APPLICABLE
+    assert len(decider._memo) == 0
+
+
+@pytest.mark.parametrize(
+    "gdpr",
+    ["", "true", "false", "yes", "2", "-1", "00", " 0", "0 ", "1 ", "01", "${GDPR}", "\u0661"],
+)
+def test_any_other_gdpr_value_is_denied_even_with_a_granting_string(gdpr: str) -> None:
+    decider = ConsentDecider(VENDOR)
+    assert decider.decide(gdpr, GRANTING) == pb.CONSENT_DENIED
+    assert decider.decide(gdpr, None) == pb.CONSENT_DENIED
+
+
+@pytest.mark.parametrize("vendor_id", [0, -1, 0x10000])
+def test_an_impossible_vendor_id_is_refused_at_construction(vendor_id: int) -> None:
+    with pytest.raises(ValueError, match="vendor id"):
+        ConsentDecider(vendor_id)
+
+
+def test_the_memo_answers_the_second_time() -> None:
+    decider = ConsentDecider(VENDOR)
+    assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
+    assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
+    assert dict(decider._memo) == {GRANTING: pb.CONSENT_GRANTED, DENYING: pb.CONSENT_DENIED}
+    assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
+    assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
+    # gdpr=0 and absent never look at the memo, nor add to it.
+    assert decider.decide("0", "another") == pb.CONSENT_NOT_APPLICABLE
+    assert len(decider._memo) == 2
+
+
+def test_the_memo_stays_within_its_bound() -> None:
+    decider = ConsentDecider(VENDOR, max_entries=8)
+    for vendor in range(1, 50):
+        tc = tc_string(purposes={7}, vendors={vendor})
+        expected = pb.CONSENT_GRANTED if vendor == VENDOR else pb.CONSENT_DENIED
+        assert decider.decide("1", tc) == expected
+        assert decider.decide("1", tc) == expected
+        assert len(decider._memo) <= 8
+
+
+def test_long_or_non_ascii_strings_are_not_memoized() -> None:
+    decider = ConsentDecider(VENDOR)
+    too_long = GRANTING + "." + "A" * MAX_TC_STRING
+    non_ascii = GRANTING + ".é"
+    for text in (too_long, non_ascii):
+        assert decider.decide("1", text) == pb.CONSENT_DENIED
+    assert len(decider._memo) == 0

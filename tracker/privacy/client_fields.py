@@ -1,0 +1,147 @@
+"""What an event may hold about the client, decided per request and serialized once per client.
+
+| consent                      | user agent, address /24, referer      | visitor_id | user_key |
+| NOT_APPLICABLE, GRANTED      | kept (referer: scheme, host, path)    | yes        | yes      |
+| DENIED, or Sec-GPC/DNT: 1    | none (referer: origin only)           | no         | no       |
+
+The result is a serialized fragment of a TrackingEvent (fields 4, 12, 13, 17-20) that the event
+factory concatenates with the rest. The fragment is memoized per client, so a hit costs a few
+dict lookups; the memo forgets everything when the day's secret changes (at midnight, or when
+Redis lost it), so no visitor_id outlives its day.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING
+
+from multidict import MultiMapping
+
+from tracker.events.anonymize import anonymize_ip
+from tracker.memo import BoundedMemo
+from tracker.privacy.consent import ConsentDecider
+from tracker.privacy.keys import KEY_HEX_CHARS, is_user_id, user_key
+from tracker.privacy.referer import MAX_PARSED, minimised_referer
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+if TYPE_CHECKING:
+    from tracker.privacy.daily_secret import DailySecrets
+
+MAX_USER_AGENT = 512
+MAX_CLIENTS = 2048  # at most ~3 KB per entry
+MAX_WITHHELD = 1024
+MAX_USER_KEYS = 4096
+
+TrackingEvent = pb.TrackingEvent
+
+
+class ClientFields:
+    def __init__(
+        self, consent: ConsentDecider, secrets: DailySecrets, user_id_key: bytes | None
+    ) -> None:
+        self._consent = consent
+        self._secrets = secrets
+        self._user_id_key = user_id_key
+        # (user agent, referer, address, customer id, consent) -> fragment
+        self._observed: BoundedMemo[tuple[str, str, str | None, int, int], bytes] = BoundedMemo(
+            MAX_CLIENTS
+        )
+        self._observed_secret: bytes | None = None
+        self._withheld: BoundedMemo[tuple[str, int, bool], bytes] = BoundedMemo(MAX_WITHHELD)
+        self._user_keys: BoundedMemo[str, bytes] = BoundedMemo(MAX_USER_KEYS)
+        # Requests per Consent value, and those that carried Sec-GPC or DNT.
+        self.by_consent = [0] * len(pb.Consent.values())
+        self.opted_out = 0
+        self.visitor_id_unavailable = 0  # no secret for the day at hand: fail closed
+
+    def fragment(
+        self,
+        query: MultiMapping[str],
+        headers: MultiMapping[str],
+        address: str | None,
+        customer_id: int,
+        day: int,
+    ) -> bytes:
+        """The client's part of the event. `customer_id` is the program's (0: unknown program,
+        which gets no visitor_id); `day` the UTC day of the request."""
+        gdpr = query.get("gdpr")
+        consent: int
+        if gdpr is None:
+            consent = pb.CONSENT_NOT_APPLICABLE
+        else:
+            consent = self._consent.decide(gdpr, query.get("gdpr_consent"))
+        self.by_consent[consent] += 1
+        referer = headers.get("Referer", "")[:MAX_PARSED]
+        if headers.get("Sec-GPC") == "1" or headers.get("DNT") == "1":
+            self.opted_out += 1
+            return self._withheld_fragment(referer, consent, True)
+        if consent == pb.CONSENT_DENIED:
+            return self._withheld_fragment(referer, consent, False)
+        user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
+        fragment = self._observed_fragment(user_agent, referer, address, customer_id, consent, day)
+        uid = query.get("uid")
+        if uid is not None and self._user_id_key is not None:
+            fragment += self._user_key_field(uid, self._user_id_key)
+        return fragment
+
+    def _observed_fragment(
+        self,
+        user_agent: str,
+        referer: str,
+        address: str | None,
+        customer_id: int,
+        consent: int,
+        day: int,
+    ) -> bytes:
+        secret = self._secrets.for_day(day)
+        if secret is not self._observed_secret:
+            self._observed.clear()  # a new day (or a new secret): no pseudonym survives it
+            self._observed_secret = secret
+        key = (user_agent, referer, address, customer_id, consent)
+        fragment = self._observed.get(key)
+        if fragment is not None:
+            return fragment
+        event = TrackingEvent(
+            user_agent=user_agent,
+            referer=minimised_referer(referer),
+            client_ip_anonymized=anonymize_ip(address),
+            consent=consent,  # type: ignore[arg-type]
+        )
+        if not (customer_id and address):
+            return self._observed.remember(key, event.SerializeToString())
+        if secret is None:
+            # Fail closed: no pseudonym without a live secret (and not memoized without it).
+            self.visitor_id_unavailable += 1
+            self._secrets.fetch_soon()
+            return event.SerializeToString()
+        event.visitor_id = visitor_id(secret, address, user_agent, customer_id)
+        return self._observed.remember(key, event.SerializeToString())
+
+    def _withheld_fragment(self, referer: str, consent: int, opted_out: bool) -> bytes:
+        key = (referer, consent, opted_out)
+        fragment = self._withheld.get(key)
+        if fragment is None:
+            event = TrackingEvent(
+                referer=minimised_referer(referer, origin_only=True),
+                consent=consent,  # type: ignore[arg-type]
+                gpc=opted_out,
+            )
+            fragment = self._withheld.remember(key, event.SerializeToString())
+        return fragment
+
+    def _user_key_field(self, uid: str, secret: bytes) -> bytes:
+        field = self._user_keys.get(uid)
+        if field is None:
+            if not is_user_id(uid):
+                return b""  # empty or unbounded: ignored, and never a memo key
+            field = self._user_keys.remember(
+                uid, TrackingEvent(user_key=user_key(secret, uid)).SerializeToString()
+            )
+        return field
+
+
+def visitor_id(secret: bytes, address: str, user_agent: str, customer_id: int) -> str:
+    """The daily pseudonym: the same client seen by the same customer on the same day."""
+    message = f"{customer_id}\n{address}\n{user_agent}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:KEY_HEX_CHARS]

@@ -1,0 +1,74 @@
+"""The consent decision for one request, from its `gdpr` and `gdpr_consent` parameters.
+
+| gdpr                           | gdpr_consent                                | decision       |
+| absent, or "0"                 | anything                                    | NOT_APPLICABLE |
+| "1"                            | a TC string consenting to our vendor id and | GRANTED        |
+|                                | purpose 7 (measure advertising performance) |                |
+| "1"                            | anything else, or our vendor id unset       | DENIED         |
+| anything else: "", "true", "2" | anything                                    | DENIED         |
+
+The last row is a choice the contract leaves open. A `gdpr` value we do not recognise may be a
+sender's way of saying GDPR applies ("true", "yes", "2"), an unexpanded macro ("${GDPR}") or an
+empty one (""): we cannot tell that GDPR does not apply, so it is treated as applying, and as
+there is no way to read consent into such a request either, the decision is DENIED. Only the two
+exact strings the IAB macros define, "0" and "1", are understood; no trimming, no case folding,
+so " 0" and "00" are DENIED too. An unknown value can thus only ever take protection away from
+us, never from the user.
+
+What makes a TC string valid is tracker.privacy.tcf's business (its docstring lists what is
+malformed).
+"""
+
+from __future__ import annotations
+
+from tracker.memo import BoundedMemo
+from tracker.privacy.tcf import MAX_TC_STRING, consents_to
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+NOT_APPLICABLE: int = pb.CONSENT_NOT_APPLICABLE
+GRANTED: int = pb.CONSENT_GRANTED
+DENIED: int = pb.CONSENT_DENIED
+
+# The purpose whose consent a tracker needs: "Measure advertising performance".
+MEASURE_AD_PERFORMANCE = 7
+MAX_VENDOR_ID = 0xFFFF
+
+
+class ConsentDecider:
+    """decide() for one vendor id, with a bounded memo of TC strings already decided: a visitor
+    sends the same string with every pixel and click, and a dict lookup is much cheaper than a
+    decode.
+
+    Memo keys are ASCII strings of at most MAX_TC_STRING characters, so the memo holds at most
+    max_entries * 8 KiB of keys (8 MiB with the default) even if every request brings a new,
+    maximal string. Longer or non-ASCII values are refused without being remembered: neither can
+    be a TC string, and a non-ASCII character would make a key up to four times as large.
+    """
+
+    def __init__(self, vendor_id: int | None, max_entries: int = 1024) -> None:
+        if vendor_id is not None and not 1 <= vendor_id <= MAX_VENDOR_ID:
+            # Misconfiguration, found at start-up rather than as every request being DENIED.
+            raise ValueError(f"TCF vendor id must be 1-{MAX_VENDOR_ID}, not {vendor_id}")
+        self.vendor_id = vendor_id
+        self._memo: BoundedMemo[str, int] = BoundedMemo(max_entries)
+
+    def decide(self, gdpr: str | None, gdpr_consent: str | None) -> int:
+        """CONSENT_NOT_APPLICABLE, CONSENT_GRANTED or CONSENT_DENIED (tracking_pb2 enum values)."""
+        if gdpr is None:
+            return NOT_APPLICABLE  # most requests: no memo, no decoding
+        if gdpr != "1":
+            return NOT_APPLICABLE if gdpr == "0" else DENIED
+        if gdpr_consent is None or len(gdpr_consent) > MAX_TC_STRING:
+            return DENIED  # too long to be a TC string: not even hashed for a lookup
+        known = self._memo.get(gdpr_consent)
+        if known is not None:
+            return known
+        return self._decide_string(gdpr_consent)
+
+    def _decide_string(self, tc_string: str) -> int:
+        if self.vendor_id is None:
+            return DENIED  # nobody can consent to a vendor we do not know we are
+        if not tc_string.isascii():
+            return DENIED  # never a memo key (and never base64url)
+        granted = consents_to(tc_string, self.vendor_id, MEASURE_AD_PERFORMANCE)
+        return self._memo.remember(tc_string, GRANTED if granted else DENIED)
