@@ -16,6 +16,7 @@ from tests.support.tcf_strings import (
     encode_bits,
     tc_string,
 )
+from tracker.privacy import consent as consent_module
 from tracker.privacy.consent import ConsentDecider
 from tracker.privacy.tcf import MAX_TC_STRING, consents_to
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -420,13 +421,21 @@ def test_an_impossible_vendor_id_is_refused_at_construction(vendor_id: int) -> N
         ConsentDecider(vendor_id)
 
 
-def test_the_memo_answers_the_second_time() -> None:
+def test_the_memo_answers_the_second_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+
+    def counting(tc: str, vendor_id: int, purpose: int = 7) -> bool:
+        decoded.append(tc)
+        return consents_to(tc, vendor_id, purpose)
+
+    monkeypatch.setattr(consent_module, "consents_to", counting)
     decider = ConsentDecider(VENDOR)
     assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
     assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
     assert dict(decider._memo) == {GRANTING: pb.CONSENT_GRANTED, DENYING: pb.CONSENT_DENIED}
     assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
     assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
+    assert decoded == [GRANTING, DENYING]
     # gdpr=0 and absent never look at the memo, nor add to it.
     assert decider.decide("0", "another") == pb.CONSENT_NOT_APPLICABLE
     assert len(decider._memo) == 2
