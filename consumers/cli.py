@@ -1,18 +1,27 @@
-"""`consumers` command line: init, events, programs, show."""
+"""`consumers` command line: init, events, programs, show, privacy."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
 import sys
 
 import uvloop
 from botocore.exceptions import BotoCoreError, ClientError
 
+from consumers.retrying import UnprocessedItemsError
 from consumers.settings import ConsumerSettings
 from tracker.envconfig import SettingsError
 from tracker.logs import configure_logging
+from tracker.privacy.keys import MAX_USER_ID, is_user_id, user_key
+
+PRIVACY_OPERATIONS = {
+    "export": "print every stored event of the user as JSON lines",
+    "erase": "suppress the user and delete every stored event of theirs",
+    "restrict": "suppress the user: later events are not stored, stored ones stay",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("program_id")
     show.add_argument("--minutes", type=float, default=60, help="how far back (default 60)")
     show.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    privacy = commands.add_parser("privacy", help="a data subject's rights over stored events")
+    operations = privacy.add_subparsers(dest="operation", required=True)
+    for name, text in PRIVACY_OPERATIONS.items():
+        operation = operations.add_parser(name, help=text)
+        operation.add_argument(
+            "--user-id", required=True, help="the advertiser's user id (the uid parameter)"
+        )
     return parser
 
 
@@ -38,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         return _run(args, settings)
-    except (BotoCoreError, ClientError, TimeoutError) as exc:
+    except (BotoCoreError, ClientError, TimeoutError, UnprocessedItemsError) as exc:
         print(f"consumers {args.command}: {exc}", file=sys.stderr)
         return 1
 
@@ -49,7 +65,10 @@ def _run(args: argparse.Namespace, settings: ConsumerSettings) -> int:
 
         print(json.dumps({"command": "init", **asyncio.run(provision(settings))}))
     elif args.command == "show":
+        _log_to_stderr()
         asyncio.run(_show(settings, args.program_id, args.minutes, args.limit))
+    elif args.command == "privacy":
+        return _privacy(args.operation, args.user_id, settings)
     else:
         from consumers.worker import run_worker  # noqa: PLC0415
 
@@ -63,6 +82,46 @@ async def _show(settings: ConsumerSettings, program_id: str, minutes: float, lim
 
     async for event in recent_events(settings, program_id, minutes, limit):
         print(json.dumps(event))
+
+
+def _privacy(operation: str, user_id: str, settings: ConsumerSettings) -> int:
+    """Check the secret and the id, then work with the id's keyed hash only."""
+    secret = settings.privacy.user_id_key
+    if secret is None:
+        print(
+            "consumers privacy: USER_ID_KEY is not set: it is the secret the tracker hashes "
+            "uid with, needed to find the user's events",
+            file=sys.stderr,
+        )
+        return 2
+    if not is_user_id(user_id):  # the message never repeats the id
+        print(
+            f"consumers privacy: --user-id must be 1 to {MAX_USER_ID} characters", file=sys.stderr
+        )
+        return 2
+    _log_to_stderr()
+    asyncio.run(_privacy_operation(settings, operation, user_key(secret, user_id)))
+    return 0
+
+
+async def _privacy_operation(settings: ConsumerSettings, operation: str, key: str) -> None:
+    from consumers import privacy  # noqa: PLC0415
+
+    async with privacy.opened(settings) as opened:
+        if operation == "export":
+            await privacy.export(opened, key, lambda event: print(json.dumps(event)))
+        elif operation == "erase":
+            print(json.dumps({"erased": await privacy.erase(opened, key)}))
+        else:
+            await privacy.restrict(opened, key)
+            print(json.dumps({"restricted": True}))
+
+
+def _log_to_stderr() -> None:
+    """For commands whose stdout is data: log lines go to stderr instead."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
 
 
 if __name__ == "__main__":

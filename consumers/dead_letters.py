@@ -1,7 +1,9 @@
 """The dead-letter table: records that cannot be processed are kept, never lost, never blocking.
 
 The item key is the record's place in the stream, so a record re-delivered after a crash
-overwrites its own dead letter instead of adding another.
+overwrites its own dead letter instead of adding another. Every letter expires (`expires_at`,
+DEAD_LETTER_TTL_DAYS after it was received): undecodable raw bytes may hold personal data that
+nobody can find by user, so they are not kept for ever.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # DynamoDB items are limited to 400 KB; a Kinesis record can be 1 MiB.
 MAX_RAW_BYTES = 350 * 1024
+DEFAULT_TTL_DAYS = 14
+DAY_SECONDS = 86_400
 
 
 class DeadLetter(NamedTuple):
@@ -30,6 +34,9 @@ class DeadLetter(NamedTuple):
     raw: bytes
     error: str
     sub_index: int | None = None  # position inside an aggregated record
+    # `raw` is the decoded event re-serialized without its personal fields, not the record's
+    # bytes (consumers/personal_data.py).
+    scrubbed: bool = False
 
     @property
     def record_id(self) -> str:
@@ -44,11 +51,13 @@ class DeadLetterTable:
         table: str,
         metrics: ConsumerMetrics,
         max_attempts: int | None = None,
+        ttl_days: int = DEFAULT_TTL_DAYS,
     ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._metrics = metrics
         self._max_attempts = max_attempts
+        self._ttl_days = ttl_days
 
     async def put(self, letter: DeadLetter) -> None:
         """Store the letter, retrying with backoff (forever unless max_attempts is set)."""
@@ -67,6 +76,7 @@ class DeadLetterTable:
 
     def _item(self, letter: DeadLetter) -> dict[str, AttributeValueTypeDef]:
         raw = letter.raw[:MAX_RAW_BYTES]
+        received_at = int(time.time())
         return {
             "record_id": {"S": letter.record_id},
             "stream": {"S": letter.stream},
@@ -75,6 +85,8 @@ class DeadLetterTable:
             "raw": {"B": raw},
             "raw_size": {"N": str(len(letter.raw))},
             "raw_truncated": {"BOOL": len(raw) < len(letter.raw)},
+            "personal_data_removed": {"BOOL": letter.scrubbed},
             "error": {"S": letter.error[:2000] or "unknown"},
-            "received_at": {"N": str(int(time.time()))},
+            "received_at": {"N": str(received_at)},
+            "expires_at": {"N": str(received_at + self._ttl_days * DAY_SECONDS)},
         }

@@ -2,7 +2,8 @@
 
 Key: `program_id` (partition) and `event_key` = `{timestamp_ms:013d}#{message_id}` (sort). Both are
 fixed by the event itself, so writing the same record twice writes the same item, and one
-program's events in a time range are one Query on a key range.
+program's events in a time range are one Query on a key range. `user_key`, when the event has
+one, is also the partition key of the sparse `user_key-index` (see consumers/provision.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 _PROGRAM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# What tracker.privacy.keys.user_key gives. Checked because it is an index key and a lookup key:
+# anything else would make DynamoDB refuse the lookup of a whole batch.
+USER_KEY = re.compile(r"[0-9a-f]{32}")
 MAX_TIMESTAMP_MS = 10**13  # year 2286: anything larger is not a real receive time
 DAY_SECONDS = 86_400
 # The tracker bounds every field; its events stay below 16 KiB. Anything far larger is foreign
@@ -29,7 +33,16 @@ MAX_EVENT_BYTES = 64 * 1024
 
 
 class EventFormatError(ValueError):
-    """The record is not a TrackingEvent we can store."""
+    """The record is not a TrackingEvent we can store.
+
+    `event` is the parsed event when the bytes were a TrackingEvent but a field was wrong, so
+    that a dead letter can keep it without its personal fields. The message quotes only fields
+    that identify the event, never a personal one.
+    """
+
+    def __init__(self, message: str, event: pb.TrackingEvent | None = None) -> None:
+        super().__init__(message)
+        self.event = event
 
 
 def decode_event(data: bytes) -> pb.TrackingEvent:
@@ -40,13 +53,22 @@ def decode_event(data: bytes) -> pb.TrackingEvent:
         event.ParseFromString(data)
     except DecodeError as exc:
         raise EventFormatError(f"not a TrackingEvent: {exc}") from None
-    if not _PROGRAM_ID.fullmatch(event.programid):
-        raise EventFormatError(f"bad programid {event.programid[:80]!r}")
-    if not _MESSAGE_ID.fullmatch(event.message_id):
-        raise EventFormatError(f"bad message_id {event.message_id[:80]!r}")
-    if not 0 < event.timestamp_ms < MAX_TIMESTAMP_MS:
-        raise EventFormatError(f"bad timestamp_ms {event.timestamp_ms}")
+    problem = _problem(event)
+    if problem is not None:
+        raise EventFormatError(problem, event)
     return event
+
+
+def _problem(event: pb.TrackingEvent) -> str | None:
+    if not _PROGRAM_ID.fullmatch(event.programid):
+        return f"bad programid {event.programid[:80]!r}"
+    if not _MESSAGE_ID.fullmatch(event.message_id):
+        return f"bad message_id {event.message_id[:80]!r}"
+    if not 0 < event.timestamp_ms < MAX_TIMESTAMP_MS:
+        return f"bad timestamp_ms {event.timestamp_ms}"
+    if event.user_key and not USER_KEY.fullmatch(event.user_key):
+        return "bad user_key (not 32 lowercase hex digits)"
+    return None
 
 
 def event_key(event: pb.TrackingEvent) -> str:
@@ -63,6 +85,8 @@ def event_item(event: pb.TrackingEvent, ttl_days: int) -> Item:
         "is_valid": {"BOOL": event.is_valid},
         "validation": {"S": _enum_name(pb.Validation, event.validation)},
         "customer_id": {"N": str(event.customer_id)},
+        "consent": {"S": _enum_name(pb.Consent, event.consent)},
+        "gpc": {"BOOL": event.gpc},
         "expires_at": {"N": str(event.timestamp_ms // 1000 + ttl_days * DAY_SECONDS)},
     }
     for name in (
@@ -73,6 +97,8 @@ def event_item(event: pb.TrackingEvent, ttl_days: int) -> Item:
         "client_ip_anonymized",
         "referer",
         "tracker_instance",
+        "visitor_id",
+        "user_key",  # absent, not empty: the index is sparse, and keys may not be empty
     ):
         value = getattr(event, name)
         if value:
@@ -89,3 +115,8 @@ def _enum_name(enum: Any, number: int) -> str:
         return str(enum.Name(number))
     except ValueError:
         return f"UNKNOWN_{number}"  # a newer producer's value: keep the event, name the number
+
+
+def item_user_key(item: Item) -> str | None:
+    value = item.get("user_key")
+    return None if value is None else value["S"]

@@ -1,17 +1,61 @@
-"""Event records -> DynamoDB items, with undecodable records sent to the dead-letter table."""
+"""Event records -> DynamoDB items, with undecodable records sent to the dead-letter table.
+
+Events of suppressed users are not stored: a batch's distinct user keys are checked before the
+write (consumers/suppression.py). When the write took longer than the answer may be trusted (a
+throttled or retried write), the keys are checked again afterwards and whatever was stored for a
+user suppressed meanwhile is deleted, so that no write lands later than erase's wait allows.
+
+A dead letter keeps raw bytes only of a record that is no TrackingEvent at all; an event that
+decoded keeps its place in the stream and the event without its personal fields.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
 
 from consumers.dead_letters import DeadLetter, DeadLetterTable
-from consumers.event_items import EventFormatError, Item, decode_event, event_item
-from consumers.events_writer import EventsWriter, item_key
+from consumers.event_items import EventFormatError, Item, decode_event, event_item, item_user_key
+from consumers.events_writer import EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
+from consumers.personal_data import redacted, scrubbed
 from consumers.records import StreamRecord
+from consumers.settings import ConsumerSettings
+from consumers.suppression import SuppressionList, Verdict
+from consumers.user_items import UserItems, primary_key
 from tracker.events.kpl import AggregationError, deaggregate
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
+
+
+class Suppression(NamedTuple):
+    """What the processor needs to honour suppressions."""
+
+    users: SuppressionList
+    items: UserItems  # to delete what a slow write stored for a user suppressed meanwhile
+
+
+@dataclass
+class _Batch:
+    items: list[Item] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    # Where each item came from, and its event, in case DynamoDB refuses it outright.
+    origins: dict[tuple[str, str], tuple[DeadLetter, pb.TrackingEvent]] = field(
+        default_factory=dict
+    )
+
+    def refused(self, rejected: Rejected) -> DeadLetter:
+        letter, event = self.origins[item_key(rejected.item)]
+        reason = redacted(rejected.reason, event)
+        return letter._replace(raw=scrubbed(event), error=reason, scrubbed=True)
 
 
 class EventsProcessor:
@@ -22,59 +66,96 @@ class EventsProcessor:
         dead_letters: DeadLetterTable,
         metrics: ConsumerMetrics,
         ttl_days: int,
+        suppression: Suppression | None = None,
     ) -> None:
         self._stream = stream
         self._writer = writer
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._ttl_days = ttl_days
+        self._suppression = suppression
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
         started = time.perf_counter()
-        items: list[Item] = []
-        letters: list[DeadLetter] = []
-        # Where each item came from, in case DynamoDB refuses it outright.
-        origins: dict[tuple[str, str], DeadLetter] = {}
+        batch = _Batch()
         for record in records:
-            self._decode(shard_id, record, items, letters, origins)
+            self._decode(shard_id, record, batch)
+        verdict = await self._admit(batch)
         rejected, *_ = await asyncio.gather(
-            self._writer.write(items), *(self._dead_letters.put(letter) for letter in letters)
+            self._writer.write(batch.items),
+            *(self._dead_letters.put(letter) for letter in batch.letters),
         )
-        await asyncio.gather(
-            *(
-                self._dead_letters.put(origins[item_key(r.item)]._replace(error=r.reason))
-                for r in rejected
-            )
-        )
+        await asyncio.gather(*(self._dead_letters.put(batch.refused(r)) for r in rejected))
+        await self._confirm(verdict, batch.items)
         self._metrics.records.inc(len(records))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        log.debug(
+            "batch stored",
+            extra={
+                "shard": shard_id,
+                "records": len(records),
+                "items": len(batch.items),
+                "dead_letters": len(batch.letters) + len(rejected),
+            },
+        )
 
-    def _decode(
-        self,
-        shard_id: str,
-        record: StreamRecord,
-        items: list[Item],
-        letters: list[DeadLetter],
-        origins: dict[tuple[str, str], DeadLetter],
-    ) -> None:
+    async def _admit(self, batch: _Batch) -> Verdict | None:
+        """Drop the events of suppressed users from the batch; None when nothing was asked."""
+        keys = _user_keys(batch.items)
+        if self._suppression is None or not keys:
+            return None
+        verdict = await self._suppression.users.check(keys)
+        if verdict.suppressed:
+            kept = [i for i in batch.items if item_user_key(i) not in verdict.suppressed]
+            self._metrics.events_suppressed.inc(len(batch.items) - len(kept))
+            batch.items = kept
+        return verdict
+
+    async def _confirm(self, verdict: Verdict | None, written: list[Item]) -> None:
+        """After a write slower than the cache time, delete what is now suppressed."""
+        if verdict is None or self._suppression is None:
+            return
+        if not self._suppression.users.stale(verdict):
+            return
+        late = await self._suppression.users.check(_user_keys(written), fresh=True)
+        gone = [primary_key(i) for i in written if item_user_key(i) in late.suppressed]
+        if gone:
+            await self._suppression.items.delete(gone)
+            self._metrics.events_suppressed.inc(len(gone))
+
+    def _decode(self, shard_id: str, record: StreamRecord, batch: _Batch) -> None:
         try:
             user_records = deaggregate(record.data, record.partition_key)
         except AggregationError as exc:
-            letters.append(self._letter(shard_id, record, record.data, str(exc)))
+            batch.letters.append(self._letter(shard_id, record, record.data, str(exc)))
             return
         for index, user_record in enumerate(user_records):
             sub_index = index if len(user_records) > 1 else None
             try:
-                item = event_item(decode_event(user_record.data), self._ttl_days)
+                event = decode_event(user_record.data)
             except EventFormatError as exc:
-                letters.append(
-                    self._letter(shard_id, record, user_record.data, str(exc), sub_index)
+                batch.letters.append(
+                    self._unfit(shard_id, record, user_record.data, exc, sub_index)
                 )
                 continue
-            items.append(item)
-            origins[item_key(item)] = self._letter(
-                shard_id, record, user_record.data, "", sub_index
-            )
+            item = event_item(event, self._ttl_days)
+            batch.items.append(item)
+            letter = self._letter(shard_id, record, b"", "", sub_index)
+            batch.origins[item_key(item)] = (letter, event)
+
+    def _unfit(
+        self,
+        shard_id: str,
+        record: StreamRecord,
+        raw: bytes,
+        error: EventFormatError,
+        sub_index: int | None,
+    ) -> DeadLetter:
+        letter = self._letter(shard_id, record, raw, str(error), sub_index)
+        if error.event is None:
+            return letter  # no TrackingEvent at all: the bytes are all there is
+        # A TrackingEvent with a bad field: keep the event, not its personal fields.
+        return letter._replace(raw=scrubbed(error.event), scrubbed=True)
 
     def _letter(
         self,
@@ -85,3 +166,29 @@ class EventsProcessor:
         sub_index: int | None = None,
     ) -> DeadLetter:
         return DeadLetter(self._stream, shard_id, record.sequence_number, raw, error, sub_index)
+
+
+def _user_keys(items: Sequence[Item]) -> set[str]:
+    return {key for item in items if (key := item_user_key(item)) is not None}
+
+
+def build_events_processor(
+    settings: ConsumerSettings,
+    dynamodb: DynamoDBClient,
+    dead_letters: DeadLetterTable,
+    metrics: ConsumerMetrics,
+    max_attempts: int | None = None,
+) -> EventsProcessor:
+    """The processor as the worker and the Lambda handler run it, suppression included."""
+    privacy = settings.privacy
+    users = SuppressionList(
+        dynamodb, privacy.table, privacy.suppression_cache_seconds, metrics, max_attempts
+    )
+    return EventsProcessor(
+        settings.event_stream,
+        EventsWriter(dynamodb, settings.events_table, metrics, max_attempts),
+        dead_letters,
+        metrics,
+        settings.events_ttl_days,
+        Suppression(users, UserItems(dynamodb, settings.events_table, max_attempts)),
+    )

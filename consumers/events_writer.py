@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from consumers.event_items import Item
 from consumers.metrics import ConsumerMetrics
-from consumers.retrying import is_permanent, with_retries
+from consumers.retrying import UnprocessedItemsError, is_permanent, with_retries
 from tracker.backoff import backoff_delay
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 BATCH_LIMIT = 25  # DynamoDB BatchWriteItem limit
 CONCURRENT_BATCHES = 4
+__all__ = ["EventsWriter", "Rejected", "UnprocessedItemsError", "item_key"]
 
 
 class Rejected(NamedTuple):
@@ -32,10 +33,6 @@ class Rejected(NamedTuple):
 
 def item_key(item: Item) -> tuple[str, str]:
     return item["program_id"]["S"], item["event_key"]["S"]
-
-
-class UnprocessedItemsError(Exception):
-    """DynamoDB kept refusing some items within the attempts allowed (Lambda only)."""
 
 
 class EventsWriter:

@@ -4,7 +4,9 @@ Configure the event source mapping with `FunctionResponseTypes: ["ReportBatchIte
 Records are processed in order in chunks; at the first chunk that cannot be stored (after a few
 quick retries, since a Lambda has a deadline) the handler reports that chunk's first sequence
 number, and Lambda retries the batch from there. Undecodable records are dead-lettered, not
-failed, so one bad record never blocks its shard.
+failed, so one bad record never blocks its shard. Events of suppressed users are not stored,
+exactly as in the worker (the same processor); each invocation starts with an empty suppression
+cache.
 
 Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers.programs_handler`.
 """
@@ -22,12 +24,11 @@ import redis.asyncio as redis
 
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
-from consumers.events_processor import EventsProcessor
-from consumers.events_writer import EventsWriter, UnprocessedItemsError
+from consumers.events_processor import build_events_processor
 from consumers.metrics import ConsumerMetrics
 from consumers.programs_processor import ProgramsProcessor
 from consumers.records import RecordProcessor, StreamRecord
-from consumers.retrying import TRANSIENT
+from consumers.retrying import TRANSIENT, UnprocessedItemsError
 from consumers.settings import ConsumerSettings
 from tracker.programs.redis_writer import ProgramWriter
 
@@ -93,12 +94,12 @@ async def _processor(
 ) -> RecordProcessor:
     metrics = ConsumerMetrics()
     _, dynamodb = await open_clients(settings, stack)
-    dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, MAX_ATTEMPTS)
+    dead_letters = DeadLetterTable(
+        dynamodb, settings.dead_letter_table, metrics, MAX_ATTEMPTS, settings.dead_letter_ttl_days
+    )
     if kind == "events":
-        writer = EventsWriter(dynamodb, settings.events_table, metrics, MAX_ATTEMPTS)
-        return EventsProcessor(
-            settings.event_stream, writer, dead_letters, metrics, settings.events_ttl_days
-        )
+        # Suppressed users' events are dropped here too: the same processor as the worker's.
+        return build_events_processor(settings, dynamodb, dead_letters, metrics, MAX_ATTEMPTS)
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     stack.push_async_callback(client.aclose)
     return ProgramsProcessor(

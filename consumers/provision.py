@@ -8,21 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from consumers.settings import ConsumerSettings
+from consumers.user_items import USER_KEY_INDEX
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import (
+        AttributeDefinitionTypeDef,
+        CreateGlobalSecondaryIndexActionTypeDef,
+    )
     from types_aiobotocore_kinesis import KinesisClient
 
 log = logging.getLogger(__name__)
 
 WAIT_SECONDS = 60.0
+# Adding the index to a populated table makes DynamoDB backfill it: minutes, or more.
+INDEX_WAIT_SECONDS = 3600.0
+MAX_POLL_SECONDS = 5.0
 EVENTS_TTL_ATTRIBUTE = "expires_at"
+USER_KEY_INDEX_SPEC: dict[str, Any] = {
+    "IndexName": USER_KEY_INDEX,
+    "KeySchema": [
+        {"AttributeName": "user_key", "KeyType": "HASH"},
+        {"AttributeName": "event_key", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
+USER_KEY_ATTRIBUTE: AttributeDefinitionTypeDef = {"AttributeName": "user_key", "AttributeType": "S"}
 
 
 def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
@@ -30,13 +47,20 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
 
     Events: partition `program_id`, sort `event_key` = `{timestamp_ms:013d}#{message_id}`, so the
     analyst's common query, one program's events in a time range, is one Query, and a record
-    delivered twice writes the same item. Dead letters by `record_id` (stream/shard/sequence),
-    leases by `lease_key` = `{stream}/{shard id}` (one table serves both streams).
+    delivered twice writes the same item. Its global secondary index `user_key-index`
+    (partition `user_key`, sort `event_key`, keys only) finds one user's events for export and
+    erasure; it is sparse, since only events with a user key have the attribute. Dead letters by
+    `record_id` (stream/shard/sequence), leases by `lease_key` = `{stream}/{shard id}` (one table
+    serves both streams), the privacy table by `user_key` and `entry` (consumers/privacy_table.py).
     """
+    events = _keyed(("program_id", "HASH"), ("event_key", "RANGE"))
+    events["AttributeDefinitions"].append(USER_KEY_ATTRIBUTE)
+    events["GlobalSecondaryIndexes"] = [USER_KEY_INDEX_SPEC]
     return {
-        settings.events_table: _keyed(("program_id", "HASH"), ("event_key", "RANGE")),
+        settings.events_table: events,
         settings.dead_letter_table: _keyed(("record_id", "HASH")),
         settings.lease_table: _keyed(("lease_key", "HASH")),
+        settings.privacy.table: _keyed(("user_key", "HASH"), ("entry", "RANGE")),
     }
 
 
@@ -66,8 +90,12 @@ async def provision(settings: ConsumerSettings) -> dict[str, str]:
             done[f"stream:{name}"] = await _ensure_stream(kinesis, name, shards)
         for name, spec in table_specs(settings).items():
             done[f"table:{name}"] = await _ensure_table(dynamodb, name, spec)
-        await _ensure_ttl(dynamodb, settings.events_table)
-        await _ensure_ttl(dynamodb, settings.dead_letter_table)
+        index = await _ensure_user_key_index(dynamodb, settings.events_table)
+        if done[f"table:{settings.events_table}"] == "created":
+            index = "created"  # with the table
+        done[f"index:{settings.events_table}/{USER_KEY_INDEX}"] = index
+        for table in (settings.events_table, settings.dead_letter_table, settings.privacy.table):
+            await _ensure_ttl(dynamodb, table)
         return done
 
 
@@ -105,6 +133,48 @@ async def _table_active(dynamodb: DynamoDBClient, name: str) -> bool:
     return table["Table"]["TableStatus"] == "ACTIVE"
 
 
+async def _ensure_user_key_index(dynamodb: DynamoDBClient, table: str) -> str:
+    """Add the index to an events table created before it existed; wait until it is ACTIVE."""
+    described = (await dynamodb.describe_table(TableName=table))["Table"]
+    names = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+    outcome = "exists"
+    if USER_KEY_INDEX not in names:
+        create = cast("CreateGlobalSecondaryIndexActionTypeDef", dict(USER_KEY_INDEX_SPEC))
+        if described.get("BillingModeSummary", {}).get("BillingMode") != "PAY_PER_REQUEST":
+            # A provisioned table's index needs capacity of its own: the table's.
+            throughput = described["ProvisionedThroughput"]
+            create["ProvisionedThroughput"] = {
+                "ReadCapacityUnits": throughput["ReadCapacityUnits"],
+                "WriteCapacityUnits": throughput["WriteCapacityUnits"],
+            }
+        attributes = [
+            a for a in described["AttributeDefinitions"] if a["AttributeName"] != "user_key"
+        ]
+        await dynamodb.update_table(
+            TableName=table,
+            AttributeDefinitions=[*attributes, USER_KEY_ATTRIBUTE],
+            GlobalSecondaryIndexUpdates=[{"Create": create}],
+        )
+        outcome = "created"
+        log.info("adding the user_key index", extra={"table": table})
+    await _wait(
+        lambda: _index_active(dynamodb, table),
+        f"index {USER_KEY_INDEX} of table {table}",
+        INDEX_WAIT_SECONDS,
+    )
+    return outcome
+
+
+async def _index_active(dynamodb: DynamoDBClient, name: str) -> bool:
+    table = (await dynamodb.describe_table(TableName=name))["Table"]
+    statuses = [
+        index.get("IndexStatus")
+        for index in table.get("GlobalSecondaryIndexes", [])
+        if index["IndexName"] == USER_KEY_INDEX
+    ]
+    return table["TableStatus"] == "ACTIVE" and statuses == ["ACTIVE"]
+
+
 async def _ensure_ttl(dynamodb: DynamoDBClient, table: str) -> None:
     described = await dynamodb.describe_time_to_live(TableName=table)
     if described["TimeToLiveDescription"].get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
@@ -115,9 +185,11 @@ async def _ensure_ttl(dynamodb: DynamoDBClient, table: str) -> None:
     )
 
 
-async def _wait(check: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
+async def _wait(check: Any, what: str, limit_seconds: float = WAIT_SECONDS) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_seconds
+    pause = 0.1
     while not await check():
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"{what} did not become active within {WAIT_SECONDS:.0f}s")
-        await asyncio.sleep(0.1)
+            raise TimeoutError(f"{what} did not become active within {limit_seconds:.0f}s")
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, MAX_POLL_SECONDS)  # quick for emulators, gentle for AWS

@@ -13,12 +13,17 @@ from redis.exceptions import RedisError
 from tracker.backoff import backoff_delay
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 # What a storage call can fail with that is worth trying again.
 TRANSIENT = (BotoCoreError, ClientError, RedisError, OSError, TimeoutError)
 # Refusals that no retry can change: the request itself is wrong (an item over 400 KB, say).
 PERMANENT_CODES = frozenset({"ValidationException", "SerializationException"})
+
+
+class UnprocessedItemsError(Exception):
+    """DynamoDB kept refusing some items within the attempts allowed (Lambda only)."""
 
 
 def is_permanent(exc: BaseException) -> bool:
@@ -47,3 +52,17 @@ async def with_retries(
                 raise
             log.warning("%s failed, retrying", what, extra={"error": str(exc), "attempt": attempt})
             await asyncio.sleep(backoff_delay(attempt))
+
+
+async def until_processed(
+    step: Callable[[R], Awaitable[R | None]], request: R, what: str, max_attempts: int | None
+) -> None:
+    """Send `request`, then what DynamoDB left unprocessed of it (`step` returns that, or None),
+    with backoff, until nothing is left; give up after max_attempts (None: never)."""
+    attempt = 0
+    while (left := await step(request)) is not None:
+        attempt += 1
+        if max_attempts is not None and attempt >= max_attempts:
+            raise UnprocessedItemsError(f"{what}: still unprocessed after {attempt} attempts")
+        request = left
+        await asyncio.sleep(backoff_delay(attempt))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tracker.envconfig import LOG_LEVELS, EnvReader
-from tracker.settings import AwsSettings, redis_url
+from tracker.settings import AwsSettings, redis_url, user_id_key
+
+DAYS_MAX = 36_500
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +19,21 @@ class LeaseSettings:
     duration_seconds: float  # a lease whose counter has not moved for this long is expired
     renew_seconds: float
     discovery_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    table: str  # suppression markers and the audit trail
+    # USER_ID_KEY, UTF-8 encoded: the secret the tracker hashes `uid` with. Kept out of repr so
+    # that no log line or traceback that prints the settings can show it.
+    user_id_key: bytes | None = field(repr=False)
+    audit_ttl_days: int  # audit records are kept for accountability, then expire
+    # How long a worker trusts a "not suppressed" answer. It bounds how late after an erase or
+    # restrict a worker can still store the user's events, so erase waits it out.
+    suppression_cache_seconds: float
+    # What erase waits beyond the cache time before its second pass: for a write already in
+    # flight to land and for the user_key index (eventually consistent) to show it.
+    erase_margin_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,8 @@ class ConsumerSettings:
     lease_table: str
     event_stream_shards: int
     events_ttl_days: int
+    dead_letter_ttl_days: int
+    privacy: PrivacySettings
     leases: LeaseSettings
     poll_seconds: float
     metrics_host: str
@@ -50,7 +69,11 @@ class ConsumerSettings:
             dead_letter_table=env.name("DEAD_LETTER_TABLE", "tracking-dead-letters"),
             lease_table=env.name("LEASE_TABLE", "tracking-consumer-leases"),
             event_stream_shards=env.integer("EVENT_STREAM_SHARDS", 2, minimum=1, maximum=500),
-            events_ttl_days=env.integer("EVENTS_TTL_DAYS", 90, minimum=1, maximum=36_500),
+            events_ttl_days=env.integer("EVENTS_TTL_DAYS", 90, minimum=1, maximum=DAYS_MAX),
+            dead_letter_ttl_days=env.integer(
+                "DEAD_LETTER_TTL_DAYS", 14, minimum=1, maximum=DAYS_MAX
+            ),
+            privacy=_privacy_settings(env),
             leases=_lease_settings(env),
             poll_seconds=env.integer("CONSUMER_POLL_MS", 1000, minimum=10, maximum=60_000) / 1000,
             metrics_host=env.text("CONSUMER_METRICS_HOST", "0.0.0.0"),
@@ -66,4 +89,16 @@ def _lease_settings(env: EnvReader) -> LeaseSettings:
         duration_seconds=duration,
         renew_seconds=duration / 3,
         discovery_seconds=env.number("SHARD_DISCOVERY_SECONDS", 10, minimum=0.1, maximum=3600),
+    )
+
+
+def _privacy_settings(env: EnvReader) -> PrivacySettings:
+    return PrivacySettings(
+        table=env.name("PRIVACY_TABLE", "tracking-privacy"),
+        user_id_key=user_id_key(env),
+        audit_ttl_days=env.integer("PRIVACY_AUDIT_TTL_DAYS", 1095, minimum=1, maximum=DAYS_MAX),
+        suppression_cache_seconds=env.number(
+            "SUPPRESSION_CACHE_SECONDS", 5, minimum=0, maximum=300
+        ),
+        erase_margin_seconds=env.number("ERASE_MARGIN_SECONDS", 10, minimum=0, maximum=3600),
     )

@@ -7,7 +7,7 @@ ends of the time range (the sort key starts with the zero-padded timestamp).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -34,7 +34,12 @@ async def recent_events(
             Limit=limit,
         )
         for item in answer.get("Items", []):
-            yield {name: _plain(value) for name, value in sorted(item.items())}
+            yield item_json(item)
+
+
+def item_json(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An events-table item as plain JSON, attributes in name order (also used by export)."""
+    return {name: _plain(value) for name, value in sorted(item.items())}
 
 
 def _plain(value: Any) -> Any:

@@ -17,8 +17,7 @@ import redis.asyncio as redis
 from consumers.aws import open_clients
 from consumers.coordinator import Coordinator
 from consumers.dead_letters import DeadLetterTable
-from consumers.events_processor import EventsProcessor
-from consumers.events_writer import EventsWriter
+from consumers.events_processor import build_events_processor
 from consumers.leases import HeldLease, LeaseTable
 from consumers.metrics import ConsumerMetrics
 from consumers.ops_server import ops_server
@@ -40,15 +39,13 @@ async def run_worker(settings: ConsumerSettings, kind: str) -> None:
     metrics = ConsumerMetrics()
     async with AsyncExitStack() as stack:
         kinesis, dynamodb = await open_clients(settings, stack)
-        dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics)
+        dead_letters = DeadLetterTable(
+            dynamodb, settings.dead_letter_table, metrics, ttl_days=settings.dead_letter_ttl_days
+        )
         if kind == "events":
             stream = settings.event_stream
-            processor: RecordProcessor = EventsProcessor(
-                stream,
-                EventsWriter(dynamodb, settings.events_table, metrics),
-                dead_letters,
-                metrics,
-                settings.events_ttl_days,
+            processor: RecordProcessor = build_events_processor(
+                settings, dynamodb, dead_letters, metrics
             )
         else:
             stream = settings.program_stream

@@ -141,6 +141,7 @@ async def test_consumers_init_creates_streams_and_tables_idempotently(
         "EVENTS_TABLE": f"events-{suffix}",
         "DEAD_LETTER_TABLE": f"dead-{suffix}",
         "LEASE_TABLE": f"leases-{suffix}",
+        "PRIVACY_TABLE": f"privacy-{suffix}",
         "EVENT_STREAM_SHARDS": "3",
     }
     first = await asyncio.to_thread(run, ["consumers", "init"], env)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiobotocore.session import get_session
 
@@ -14,6 +16,8 @@ from consumers.settings import ConsumerSettings
 from tests.support.kinesis import kinesis_client
 from tracker.events.builder import EventFactory
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+T = TypeVar("T")
 
 
 def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int) -> dict[str, str]:
@@ -114,3 +118,19 @@ def message_ids(payloads: list[bytes]) -> set[str]:
         event.ParseFromString(data)
         ids.add(event.message_id)
     return ids
+
+
+async def poll_until(
+    read: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout: float = 30.0,
+    what: str = "",
+) -> T:
+    """Await read() every 0.2 s until done(result); return that result, or fail naming `what`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done(result := await read()):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}: {result!r}")
+        await asyncio.sleep(0.2)
+    return result

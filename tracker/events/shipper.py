@@ -233,6 +233,10 @@ class Shipper:
             self._last_progress = time.monotonic()
         if failed:
             self._metrics.failed_entries.inc(len(failed))
+        log.debug(
+            "PutRecords",
+            extra={"records": len(entries), "events": events, "refused": len(failed)},
+        )
         return refused
 
     # --- where new events go (overflow mode) ------------------------------------------------------

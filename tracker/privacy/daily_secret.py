@@ -88,6 +88,7 @@ class DailySecrets:
             wanted.append(today + 1)
         for day in wanted:
             self._secrets[day] = await self._shared_secret(day)
+        log.debug("visitor secrets at hand", extra={"days": wanted})
         for day in [d for d in self._secrets if d < today]:
             del self._secrets[day]  # past days are never asked for again
 
