@@ -230,3 +230,42 @@ def test_referer_minimisation_never_raises_and_is_bounded(referer: str) -> None:
         assert "?" not in kept
         assert "#" not in kept
         assert "@" not in kept.split("/", 3)[2] if kept.count("/") >= 2 else True
+
+
+_ANY = st.text(max_size=600)
+
+
+@given(
+    gdpr=st.none() | st.sampled_from(["0", "1", "true"]) | _ANY,
+    consent=st.none() | st.just(GRANTED) | _ANY,
+    uid=st.none() | _ANY,
+    agent=_ANY,
+    referer=st.sampled_from([REFERER, ""]) | _ANY,
+    gpc=st.sampled_from(["1", "0", ""]) | _ANY,
+    address=st.none() | st.sampled_from([ADDRESS, "2001:db8::1", ""]) | st.text(max_size=80),
+    customer_id=st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_any_request_gives_a_bounded_event_fragment(
+    gdpr: str | None,
+    consent: str | None,
+    uid: str | None,
+    agent: str,
+    referer: str,
+    gpc: str,
+    address: str | None,
+    customer_id: int,
+) -> None:
+    query = {k: v for k, v in {"gdpr": gdpr, "gdpr_consent": consent, "uid": uid}.items() if v}
+    headers = {"User-Agent": agent, "Referer": referer, "Sec-GPC": gpc}
+    event = client_event(
+        SHARED_FIELDS, query=query, headers=headers, address=address, customer_id=customer_id
+    )
+    assert len(event.user_agent) <= MAX_USER_AGENT
+    assert len(event.referer) <= MAX_REFERER
+    assert len(event.visitor_id) in (0, 32)
+    assert len(event.user_key) in (0, 32)
+    if event.consent == pb.CONSENT_DENIED or event.gpc:
+        assert (event.user_agent, event.visitor_id, event.user_key) == ("", "", "")
+
+
+SHARED_FIELDS = make_fields()[0]
