@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.consumers import consumer_env, provisioned, scan_table
+from tests.support.consumers import consumer_env, provisioned, run_privacy, scan_table
 from tests.support.programs import program, write_programs
 from tests.support.tcf_strings import tc_string
 from tests.support.tracker_process import TrackerProcess, tracker_process
@@ -124,15 +123,8 @@ async def wait_for_tags(
 
 
 async def privacy(env: dict[str, str], operation: str, user_id: str) -> tuple[str, str]:
-    completed = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "consumers", "privacy", operation, "--user-id", user_id],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    completed = await asyncio.to_thread(run_privacy, env, operation, user_id)
+    assert completed.returncode == 0, completed.stderr
     return completed.stdout, completed.stderr
 
 

@@ -7,7 +7,6 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -38,6 +37,7 @@ from tests.support.consumers import (
     poll_until,
     provisioned,
     put_records,
+    run_privacy,
     scan_table,
     stored_message_ids,
 )
@@ -281,19 +281,6 @@ async def test_the_lambda_handler_honours_suppression(
 
 
 # the commands
-
-
-def run_privacy(
-    env: dict[str, str], operation: str, user_id: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "consumers", "privacy", operation, "--user-id", user_id],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("operation", ["export", "erase", "restrict"])

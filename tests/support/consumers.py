@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -134,3 +136,17 @@ async def poll_until(
             raise AssertionError(f"timed out after {timeout}s waiting for {what}: {result!r}")
         await asyncio.sleep(0.2)
     return result
+
+
+def run_privacy(
+    env: dict[str, str], operation: str, user_id: str
+) -> subprocess.CompletedProcess[str]:
+    """`consumers privacy OPERATION --user-id USER_ID` as a process; its exit status unchecked."""
+    return subprocess.run(
+        [sys.executable, "-m", "consumers", "privacy", operation, "--user-id", user_id],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
