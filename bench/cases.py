@@ -21,6 +21,8 @@ class Case:
     expected_status: int = 200
     # "bare": aiohttp's own Response; "pre-serialized": the tracker's FixedAnswer (the floor)
     baseline: str = "bare"
+    # "Name: value" request headers, sent to both sides: parsing them is any server's cost.
+    headers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Measured:
             "p50_ms": round(median(r.p50_ms for r in self.target), 2),
             "p99_ms": round(p99, 2),
             "errors": sum(r.non_2xx(self.case.expected_status) for r in self.target),
+            "requests": total_requests,
             "baseline_rps": round(base_rps),
             "baseline_p99_ms": round(base_p99, 2),
             "baseline_errors": sum(r.non_2xx() for r in self.baseline),
@@ -82,13 +85,21 @@ def measure(
 
     def run_baseline() -> None:
         before = cpu_seconds(baseline_pid)
-        baseline.append(run_hey(baseline_url + "/v1/pixel", case.concurrency, seconds=seconds))
+        baseline.append(
+            run_hey(
+                baseline_url + "/v1/pixel", case.concurrency, seconds=seconds, headers=case.headers
+            )
+        )
         cpu[1] += cpu_seconds(baseline_pid) - before
         pause()
 
     def run_tracker() -> None:
         before = cpu_seconds(tracker_pid)
-        target.append(run_hey(tracker_url + case.path, case.concurrency, seconds=seconds))
+        target.append(
+            run_hey(
+                tracker_url + case.path, case.concurrency, seconds=seconds, headers=case.headers
+            )
+        )
         pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
         cpu[0] += cpu_seconds(tracker_pid) - before
 

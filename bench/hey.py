@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 HEY_TIMEOUT_MARGIN = 60
@@ -22,10 +23,18 @@ class HeyResult:
 
 
 def run_hey(
-    url: str, concurrency: int, *, seconds: float | None = None, requests: int | None = None
+    url: str,
+    concurrency: int,
+    *,
+    seconds: float | None = None,
+    requests: int | None = None,
+    headers: Sequence[str] = (),
 ) -> HeyResult:
-    """Load `url` for `seconds` (or `requests` in all) with `concurrency` workers, no redirects."""
+    """Load `url` for `seconds` (or `requests` in all) with `concurrency` workers, no redirects,
+    sending `headers` ("Name: value") with every request."""
     argv = ["hey", "-c", str(concurrency), "-disable-redirects"]
+    for header in headers:
+        argv += ["-H", header]
     if seconds is not None:
         argv += ["-z", f"{seconds}s"]
         budget = seconds + HEY_TIMEOUT_MARGIN

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import matplotlib
 
@@ -24,6 +25,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = _http_lines(report) if "http" in report else []
     if "durability" in report:
         lines += durability_lines(report["durability"])
+    if "privacy" in report:
+        lines += privacy_lines(report["privacy"])
     return "\n".join(lines)
 
 
@@ -130,6 +133,74 @@ def durability_lines(part: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def privacy_lines(part: dict[str, Any]) -> list[str]:
+    """The pixel with consent signals against the bare server, and the privacy step alone."""
+    machine = part["machine"]
+    lines = [
+        f"Privacy: run {part['started']} on {machine['cores']} cores ({machine['cpu']}), Python "
+        f"{machine['python']}. One tracker with TCF_VENDOR_ID and USER_ID_KEY set, c=100, one "
+        f"worker, shipping to the canned endpoint; {part['rounds']} x "
+        f"{part['seconds_per_run']:.0f} s per side, interleaved with the bare aiohttp server "
+        "(which gets the same headers).",
+        "",
+        "| case | request carries | tracker req/s | bare req/s | ratio | p50 ms | p99 ms | "
+        "bare p99 ms | non-2xx | CPU us/req | bare CPU us/req |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in part["http"]:
+        lines.append(
+            f"| {row['name']} | {_carries(row)} | {row['rps']:,} | {row['baseline_rps']:,} | "
+            f"{row['ratio_rps']:.2f} | {row['p50_ms']} | {row['p99_ms']} | "
+            f"{row['baseline_p99_ms']} | {row['errors']} | {row['tracker_cpu_us_per_request']} | "
+            f"{row['baseline_cpu_us_per_request']} |"
+        )
+    counters = part.get("counters", {})
+    if counters:
+        lines += ["", "The tracker's counters after the runs: " + _privacy_counters(counters)]
+    micro = part["micro"]
+    lines += [
+        "",
+        f"The privacy step alone (`ClientFields.fragment`, in process, vendor "
+        f"{micro['vendor_id']}, purpose {micro['purpose']}): per call, the median of "
+        f"{micro['repetitions']} repetitions, in each of {micro['runs']} run(s); the figure is "
+        "the median of the runs.",
+        "",
+        "| path | us per call | runs | calls per repetition | what runs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in micro["paths"]:
+        runs = ", ".join(f"{f:,.2f}" for f in row["us_per_call_runs"])
+        lines.append(
+            f"| {row['path']} | {row['us_per_call']:,.2f} | {runs} | "
+            f"{row['calls_per_repetition']:,} | {row['what']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _carries(row: dict[str, Any]) -> str:
+    """What a case's requests carry beyond the program: privacy parameters and headers."""
+    parts = []
+    for key, value in parse_qsl(urlsplit(row["path"]).query):
+        if key == "program":
+            continue
+        parts.append(f"{key} ({len(value)} chars)" if len(value) > 20 else f"{key}={value}")
+    parts += row.get("headers", [])
+    return ", ".join(parts) or "the program only"
+
+
+def _privacy_counters(counters: dict[str, float]) -> str:
+    def count(key: str) -> str:
+        return f"{int(counters.get(key, 0)):,}"
+
+    return (
+        f"consent not applicable {count('consent_not_applicable')}, granted "
+        f"{count('consent_granted')}, denied {count('consent_denied')}; opted out (Sec-GPC or "
+        f"DNT) {count('opted_out')}; visitor_id unavailable {count('visitor_id_unavailable')}, "
+        f"secret failures {count('visitor_secret_failures')}."
+    )
 
 
 def _number(value: float | None) -> str:

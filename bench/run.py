@@ -1,11 +1,12 @@
 """`make bench`: the tracker against a bare aiohttp server with `hey`, end to end into DynamoDB,
-memory with 100,000 cached programs, and durability (the pixel in each DURABILITY mode, and how
-fast an on-disk event log drains). Writes bench/results/latest.{json,md,png}.
+memory with 100,000 cached programs, durability (the pixel in each DURABILITY mode, and how
+fast an on-disk event log drains) and privacy (the pixel with consent signals, and the privacy
+step's own cost per request). Writes bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick] [--only durability]
+    .venv/bin/python -m bench.run [--quick] [--only durability|privacy]
 
-With --only durability only that part runs; the other parts of bench/results/latest.json are
-kept as they were and the reports are written again from the merged result.
+With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
+they were and the reports are written again from the merged result.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from bench.hey import run_hey
 from bench.memory import measure_memory
 from bench.metrics_probe import read_metric, wait_zero
 from bench.nginx import nginx_empty_gif
+from bench.privacy_cost import USER_ID, USER_ID_KEY_TEXT, VENDOR_ID, granted_string
+from bench.privacy_cost import measure as measure_privacy_step
 from bench.report import write_reports
 from bench.stack import BenchStack
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
@@ -49,6 +52,22 @@ CASES_TWO_WORKERS = [Case("pixel, cached valid", PIXEL, 100, 2)]
 # whose per-record work shares the two cores with the tracker and hey.
 CASES_KINESALITE = [Case("pixel, cached valid, to kinesalite", PIXEL, 100, 1)]
 CASES_AGGREGATED = [Case("pixel, cached valid, to kinesalite, aggregated", PIXEL, 100, 1)]
+# The privacy part's tracker: a TCF vendor id and a USER_ID_KEY, so that consent can be granted
+# and a uid hashed (both unset by default, when neither can happen).
+PRIVACY_SETTINGS = {"TCF_VENDOR_ID": str(VENDOR_ID), "USER_ID_KEY": USER_ID_KEY_TEXT}
+# (key in the report, metric, labels): what the tracker decided for the requests it served.
+PRIVACY_COUNTERS = (
+    (
+        "consent_not_applicable",
+        "tracker_consent_requests_total",
+        'consent="CONSENT_NOT_APPLICABLE"',
+    ),
+    ("consent_granted", "tracker_consent_requests_total", 'consent="CONSENT_GRANTED"'),
+    ("consent_denied", "tracker_consent_requests_total", 'consent="CONSENT_DENIED"'),
+    ("opted_out", "tracker_opted_out_requests_total", ""),
+    ("visitor_id_unavailable", "tracker_visitor_id_unavailable_total", ""),
+    ("visitor_secret_failures", "tracker_visitor_secret_failures_total", ""),
+)
 
 
 def main() -> None:
@@ -56,7 +75,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--e2e-requests", type=int, default=200_000)
     parser.add_argument(
-        "--only", choices=["durability"], help="run only this part, keep the rest of latest.json"
+        "--only",
+        choices=["durability", "privacy"],
+        help="run only this part, keep the rest of latest.json",
     )
     parser.add_argument(
         "--replay-mib",
@@ -78,6 +99,12 @@ def main() -> None:
         write_reports(report, RESULTS)
         print(json.dumps(report["durability"], indent=2))
         return
+    if args.only == "privacy":
+        report = _previous_report()
+        report["privacy"] = _privacy(seconds, rounds, args.quick)
+        write_reports(report, RESULTS)
+        print(json.dumps(report["privacy"], indent=2))
+        return
     report = {
         "started": _now(),
         "machine": _machine(),
@@ -98,6 +125,7 @@ def main() -> None:
         requests = 20_000 if args.quick else args.e2e_requests
         report["e2e"] = run_e2e(stack, requests, 100, {})
     report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
+    report["privacy"] = _privacy(seconds, rounds, args.quick)
     write_reports(report, RESULTS)
     print(json.dumps(report, indent=2))
 
@@ -146,6 +174,54 @@ def _durability(
     return part
 
 
+def _privacy(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
+    """The privacy step alone, in process (three runs, to show how steady it is), then the pixel
+    with and without consent signals against the bare server, one tracker shipping to the canned
+    endpoint; and the tracker's privacy counters, which show what its requests were decided."""
+    part: dict[str, Any] = {
+        "started": _now(),
+        "machine": _machine(),
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        # First, while none of the bench's servers competes for the cores.
+        "micro": measure_privacy_step(quick, runs=1 if quick else 3),
+    }
+    counters: dict[str, float] = {}
+
+    def read_counters(metrics: str) -> None:
+        for key, name, labels in PRIVACY_COUNTERS:
+            counters[key] = read_metric(metrics, name, labels)
+
+    with BenchStack() as stack:
+        stack.command("consumers", "init")
+        stack.command("tracker", "programs", "load", str(DEMO))
+        with _canned_kinesis(stack) as to_canned:
+            part["http"], _ = _http_cases(
+                stack,
+                _privacy_cases(),
+                1,
+                seconds,
+                rounds,
+                {**to_canned, **PRIVACY_SETTINGS},
+                after=read_counters,
+            )
+    part["counters"] = counters
+    return part
+
+
+def _privacy_cases() -> list[Case]:
+    """The defaults, consent granted with a uid, and GPC. The TC string is a realistic one
+    (purposes 1-10, ~500 vendors as a bit field, 755 among them); after the first request its
+    decision comes from the memo, but its ~280 characters are parsed with every query."""
+    granted = granted_string()
+    consent = f"{PIXEL}&gdpr=1&gdpr_consent={granted}&uid={USER_ID}"
+    return [
+        Case("pixel, cached valid", PIXEL, 100, 1),
+        Case("pixel, consent granted + uid", consent, 100, 1),
+        Case("pixel, GPC", PIXEL, 100, 1, headers=("Sec-GPC: 1",)),
+    ]
+
+
 def _previous_report() -> dict[str, Any]:
     """The last run's report, to which a partial run adds its part."""
     path = RESULTS / "latest.json"
@@ -166,8 +242,10 @@ def _http_cases(
     seconds: float,
     rounds: int,
     extra: dict[str, str] | None = None,
+    after: Callable[[str], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """The cases' summaries, and what shipping cost in Kinesis records and payload units."""
+    """The cases' summaries, and what shipping cost in Kinesis records and payload units;
+    `after`, if given, is called with the tracker's /metrics URL once every case has run."""
     tracker_port = free_port()
     settings = {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers), **(extra or {})}
     tracker = stack.process("tracker", ["tracker", "serve"], tracker_port, settings)
@@ -199,6 +277,8 @@ def _http_cases(
                 settle,
             )
             summaries.append(measured.summary())
+        if after is not None:
+            after(metrics)
         return summaries, _shipping_cost(metrics)
     finally:
         tracker.stop()

@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, MultiDict
 
 from tests.support.tcf_strings import tc_string
-from tracker.privacy.client_fields import MAX_CLIENTS, MAX_USER_AGENT, ClientFields, visitor_id
+from tracker.privacy.client_fields import (
+    MAX_ADDRESSES,
+    MAX_CLIENTS,
+    MAX_PAGES,
+    MAX_USER_AGENT,
+    ClientFields,
+    visitor_id,
+)
 from tracker.privacy.consent import ConsentDecider
 from tracker.privacy.keys import user_key
 from tracker.privacy.referer import MAX_REFERER, minimised_referer
@@ -154,6 +161,9 @@ def test_unknown_program_or_address_gets_no_visitor_id() -> None:
     fields, secrets = make_fields()
     assert client_event(fields, customer_id=0).visitor_id == ""
     assert client_event(fields, address=None).visitor_id == ""
+    too_long = client_event(fields, address="1" * 65)  # a forged X-Forwarded-For, say
+    assert (too_long.visitor_id, too_long.client_ip_anonymized) == ("", "")
+    assert "1" * 65 not in fields._addresses
     assert secrets.wanted == 0
 
 
@@ -181,7 +191,11 @@ def test_memos_stay_bounded() -> None:
     fields = make_fields()[0]
     for i in range(MAX_CLIENTS * 2 + 5):
         assert client_event(fields, headers={"User-Agent": f"agent-{i}"}).user_agent == f"agent-{i}"
+    for i in range(MAX_ADDRESSES + 5):
+        assert client_event(fields, address=f"10.0.{i % 256}.{i // 256}").visitor_id
     assert len(fields._observed) <= MAX_CLIENTS
+    assert len(fields._pages) <= MAX_PAGES
+    assert len(fields._addresses) <= MAX_ADDRESSES
 
 
 def test_requests_are_counted_by_consent_and_opt_out() -> None:
