@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ class LocalStack:
             "TRACKER_HOST": os.environ.get("TRACKER_HOST", LOOPBACK),
             "CONSUMER_METRICS_HOST": LOOPBACK,
             **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
+            **_privacy_env(),
         }
         self.started: list[ManagedProcess] = []
         self.stopping = False
@@ -67,7 +69,11 @@ class LocalStack:
     def _start_all(self) -> None:
         print("[stack] starting redis-server, kinesalite, moto server", flush=True)
         ENV_FILE.parent.mkdir(exist_ok=True)
-        stack_env = emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port)
+        stack_env = {
+            **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
+            # `consumers privacy` run against this stack needs the key the tracker used.
+            "USER_ID_KEY": self.env["USER_ID_KEY"],
+        }
         ENV_FILE.write_text("".join(f"{key}={value}\n" for key, value in stack_env.items()))
         for process in (
             redis_server(self.redis_port),
@@ -116,6 +122,8 @@ class LocalStack:
   curl -i '{base}/event/demo-shoes'
   curl -s '{base}/readyz'
   curl -s '{base}/metrics' | grep ^tracker_
+  curl -i '{base}/v1/pixel?program=demo-shoes&uid=alice'    # stored as user_key only
+  curl -i -H 'Sec-GPC: 1' '{base}/v1/pixel?program=demo-shoes'  # no identifier kept
   make show PROGRAM=demo-shoes    # its events in DynamoDB, a few seconds later
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
@@ -132,6 +140,12 @@ DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
             print(f"[stack] stopping {process.name}", flush=True)
             process.stop()
         print("[stack] stopped", flush=True)
+
+
+def _privacy_env() -> dict[str, str]:
+    """A USER_ID_KEY for this stack (a new one per start: its data lives in memory only), unless
+    one is given."""
+    return {"USER_ID_KEY": os.environ.get("USER_ID_KEY") or secrets.token_hex(24)}
 
 
 def main() -> int:
