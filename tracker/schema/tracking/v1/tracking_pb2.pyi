@@ -30,6 +30,15 @@ class Consent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSENT_NOT_APPLICABLE: _ClassVar[Consent]
     CONSENT_GRANTED: _ClassVar[Consent]
     CONSENT_DENIED: _ClassVar[Consent]
+
+class InvalidTraffic(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IVT_NONE: _ClassVar[InvalidTraffic]
+    IVT_KNOWN_CRAWLER: _ClassVar[InvalidTraffic]
+    IVT_PREFETCH: _ClassVar[InvalidTraffic]
+    IVT_DUPLICATE_CLICK: _ClassVar[InvalidTraffic]
+    IVT_BAD_SIGNATURE: _ClassVar[InvalidTraffic]
+    IVT_EXPIRED_LINK: _ClassVar[InvalidTraffic]
 EVENT_TYPE_UNSPECIFIED: EventType
 IMPRESSION: EventType
 CLICK: EventType
@@ -45,9 +54,15 @@ CONSENT_UNSPECIFIED: Consent
 CONSENT_NOT_APPLICABLE: Consent
 CONSENT_GRANTED: Consent
 CONSENT_DENIED: Consent
+IVT_NONE: InvalidTraffic
+IVT_KNOWN_CRAWLER: InvalidTraffic
+IVT_PREFETCH: InvalidTraffic
+IVT_DUPLICATE_CLICK: InvalidTraffic
+IVT_BAD_SIGNATURE: InvalidTraffic
+IVT_EXPIRED_LINK: InvalidTraffic
 
 class TrackingEvent(_message.Message):
-    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id", "consent", "visitor_id", "user_key", "gpc")
+    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id", "consent", "visitor_id", "user_key", "gpc", "ivt", "billable")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +90,8 @@ class TrackingEvent(_message.Message):
     VISITOR_ID_FIELD_NUMBER: _ClassVar[int]
     USER_KEY_FIELD_NUMBER: _ClassVar[int]
     GPC_FIELD_NUMBER: _ClassVar[int]
+    IVT_FIELD_NUMBER: _ClassVar[int]
+    BILLABLE_FIELD_NUMBER: _ClassVar[int]
     programid: str
     checksum: str
     customer_id: int
@@ -95,4 +112,6 @@ class TrackingEvent(_message.Message):
     visitor_id: str
     user_key: str
     gpc: bool
-    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ..., consent: _Optional[_Union[Consent, str]] = ..., visitor_id: _Optional[str] = ..., user_key: _Optional[str] = ..., gpc: _Optional[bool] = ...) -> None: ...
+    ivt: InvalidTraffic
+    billable: bool
+    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ..., consent: _Optional[_Union[Consent, str]] = ..., visitor_id: _Optional[str] = ..., user_key: _Optional[str] = ..., gpc: _Optional[bool] = ..., ivt: _Optional[_Union[InvalidTraffic, str]] = ..., billable: _Optional[bool] = ...) -> None: ...
