@@ -7,7 +7,7 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck test check run show clean docker-lint cfn-lint lock bench
+.PHONY: install proto proto-check lint typecheck openapi-check test check run show clean docker-lint cfn-lint lock bench browser
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -37,6 +37,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The HTTP API's description (docs/openapi.yaml) is a valid OpenAPI 3.1 document.
+openapi-check: $(STAMP)
+	$(BIN)/openapi-spec-validator docs/openapi.yaml
+
 test: install
 	$(BIN)/pytest
 
@@ -59,7 +63,7 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude adtracker; } > requirements.lock
 	rm -rf .lock-venv
 
-check: proto-check lint typecheck docker-lint cfn-lint test
+check: proto-check lint typecheck openapi-check docker-lint cfn-lint test
 
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
@@ -72,6 +76,15 @@ bench: install
 	@command -v hey >/dev/null || { echo "installing hey (Debian package)"; \
 	  apt-get install -y -qq hey >/dev/null || { echo "could not install hey: apt-get install hey"; exit 3; }; }
 	$(BIN)/python -m bench.run
+
+# Headless Chromium and its driver for tests/test_browser.py (Debian packages; as root, like
+# `bench`'s hey). .ci/run calls it; elsewhere that test skips without them (fails when CI is set).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (Debian packages)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; } \
+	  || { echo "could not install them: apt-get install chromium chromium-driver"; exit 3; }; }
 
 # A program's newest events in the DynamoDB of a running `make run` stack.
 PROGRAM ?= demo-shoes

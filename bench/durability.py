@@ -304,8 +304,7 @@ def _event_maker(rng: random.Random) -> Callable[[], tuple[str, bytes]]:
         clock[0] += rng.random() < 0.3
         event_type = pb.CLICK if rng.random() < 0.1 else pb.IMPRESSION
         return factory.build(
-            event_type,
-            pb.OK,
+            factory.outcomes[event_type, pb.OK, pb.IVT_NONE],
             program.program_id,
             program,
             clock[0],

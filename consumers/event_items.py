@@ -87,6 +87,8 @@ def event_item(event: pb.TrackingEvent, ttl_days: int) -> Item:
         "customer_id": {"N": str(event.customer_id)},
         "consent": {"S": _enum_name(pb.Consent, event.consent)},
         "gpc": {"BOOL": event.gpc},
+        "ivt": {"S": _enum_name(pb.InvalidTraffic, event.ivt)},
+        "billable": {"BOOL": event.billable},
         "expires_at": {"N": str(event.timestamp_ms // 1000 + ttl_days * DAY_SECONDS)},
     }
     for name in (

@@ -228,7 +228,10 @@ def build(factory: EventFactory | None = None, **overrides: object) -> tuple[str
         "params": {"utm_source": "news", "sub": "7"},
     }
     kwargs.update(overrides)
-    return (factory or EventFactory("tracker-a")).build(**kwargs)  # type: ignore[arg-type]
+    factory = factory or EventFactory("tracker-a")
+    ivt = kwargs.pop("ivt", pb.IVT_NONE)
+    kwargs["outcome"] = factory.outcomes[kwargs.pop("event_type"), kwargs.pop("validation"), ivt]  # type: ignore[index]
+    return factory.build(**kwargs)  # type: ignore[arg-type]
 
 
 def test_build_carries_every_field() -> None:
@@ -255,6 +258,8 @@ def test_build_carries_every_field() -> None:
     assert event.visitor_id == "a" * 32
     assert event.user_key == "b" * 32
     assert event.gpc is False
+    assert event.ivt == pb.IVT_NONE
+    assert event.billable is True
     # every field declared in the schema was checked above
     assert {f.name for f in TrackingEvent.DESCRIPTOR.fields} == {
         "programid",
@@ -277,6 +282,8 @@ def test_build_carries_every_field() -> None:
         "visitor_id",
         "user_key",
         "gpc",
+        "ivt",
+        "billable",
     }
 
 
@@ -288,6 +295,14 @@ def test_is_valid_only_for_ok(validation: int) -> None:
     event = TrackingEvent.FromString(build(validation=validation)[1])
     assert event.validation == validation
     assert event.is_valid is False
+
+
+@pytest.mark.parametrize("ivt", pb.InvalidTraffic.values())
+@pytest.mark.parametrize("validation", pb.Validation.values())
+def test_billable_only_when_valid_and_no_invalid_traffic(validation: int, ivt: int) -> None:
+    event = TrackingEvent.FromString(build(validation=validation, ivt=ivt)[1])
+    assert event.ivt == ivt
+    assert event.billable is (validation == pb.OK and ivt == pb.IVT_NONE)
 
 
 @pytest.mark.parametrize("event_type", [pb.IMPRESSION, pb.CLICK, pb.EVENT])
@@ -354,8 +369,7 @@ def test_build_parses_as_the_event_built_field_by_field(
 ) -> None:
     program = PROGRAM if program_id == "summer" else None
     message_id, data = SHARED_FACTORY.build(
-        event_type,
-        validation,
+        SHARED_FACTORY.outcomes[event_type, validation, pb.IVT_NONE],
         program_id,
         program,
         timestamp_ms,
@@ -370,6 +384,7 @@ def test_build_parses_as_the_event_built_field_by_field(
         event_type=event_type,  # type: ignore[arg-type]
         validation=validation,  # type: ignore[arg-type]
         is_valid=validation == pb.OK,
+        billable=validation == pb.OK,
         timestamp_ms=timestamp_ms,
         user_agent=user_agent,
         client_ip_anonymized=client_ip,

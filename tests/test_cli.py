@@ -229,7 +229,9 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
                 break
             await asyncio.sleep(0.2)
         assert sorted(item["program_id"]["S"] for item in items) == ["demo-paused", "demo-shoes"]
-        assert (tmp_path / "env").read_text().count("=") == 6
+        stack_env = (tmp_path / "env").read_text()
+        assert stack_env.count("=") == 7
+        assert "USER_ID_KEY=" in stack_env  # `consumers privacy` needs the tracker's key
         process.send_signal(signal.SIGTERM)
         output, _ = await asyncio.to_thread(process.communicate, timeout=60)
     finally:

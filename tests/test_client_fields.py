@@ -65,7 +65,10 @@ def client_event(
     day: int = DAY,
 ) -> pb.TrackingEvent:
     request_headers = CIMultiDict({"User-Agent": AGENT, "Referer": REFERER, **(headers or {})})
-    data = fields.fragment(MultiDict(query or {}), request_headers, address, customer_id, day)
+    user_agent = request_headers.get("User-Agent", "")[:MAX_USER_AGENT]
+    data = fields.fragment(
+        MultiDict(query or {}), request_headers, user_agent, address, customer_id, day
+    )
     return pb.TrackingEvent.FromString(data)
 
 

@@ -142,6 +142,7 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
         user_agent="Mozilla/5.0",
         referer="https://news.example/",
         params={"utm_source": "mail"},
+        ivt=pb.IVT_DUPLICATE_CLICK,
     )
     impression = pb.TrackingEvent(
         programid="books",
@@ -150,6 +151,7 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
         event_type=pb.IMPRESSION,
         validation=pb.OK,
         is_valid=True,
+        billable=True,
     )
     unverified = pb.TrackingEvent(
         programid="books",
@@ -197,6 +199,12 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
     }
     assert items["m-event"]["event_type"] == {"S": "EVENT"}
     assert items["m-event"]["validation"] == {"S": "UNVERIFIED"}
+    # Every item says whether it is worth billing, and why not.
+    assert items["m-click"]["ivt"] == {"S": "IVT_DUPLICATE_CLICK"}
+    assert items["m-click"]["billable"] == {"BOOL": False}
+    assert items["m-impression"]["ivt"] == {"S": "IVT_NONE"}
+    assert items["m-impression"]["billable"] == {"BOOL": True}
+    assert items["m-event"]["billable"] == {"BOOL": False}
 
 
 async def test_a_record_delivered_twice_in_one_batch_and_across_batches_gives_one_item(

@@ -81,6 +81,10 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
         shipper = Shipper(core.buffer, core.log, sink, core.metrics, _shipper_options(core))
         tasks = [_start(shipper.run(), "shipper"), _start(shipper.steer(), "shipper-steering")]
         yield
+        duplicates = core.integrity.duplicates
+        if duplicates is not None:
+            # Clicks answered before their duplicate check: their events come first.
+            await asyncio.shield(duplicates.settle())
         log.info("draining events", extra={"events": shipper.pending})
         kept = await asyncio.shield(
             shipper.drain([*tasks, scanner], core.fallback, shipping.drain_seconds)

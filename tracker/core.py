@@ -15,6 +15,10 @@ from tracker.events.builder import EventFactory
 from tracker.events.fallback import MemoryFallback
 from tracker.events.spill.group_commit import MAX_COMMIT_WAIT
 from tracker.events.spill.log import DiskLog
+from tracker.integrity.checks import IntegrityChecks
+from tracker.integrity.crawlers import CrawlerDetector
+from tracker.integrity.duplicates import DuplicateClicks
+from tracker.integrity.signing import LinkVerifier
 from tracker.metrics import TrackerMetrics
 from tracker.privacy.client_fields import ClientFields
 from tracker.privacy.consent import ConsentDecider
@@ -49,6 +53,7 @@ class TrackerCore:
     events: EventFactory
     client_fields: ClientFields
     secrets: DailySecrets
+    integrity: IntegrityChecks
     redis_client: redis.Redis
     pubsub_client: redis.Redis
     clock: Callable[[], float]  # epoch seconds; tests inject their own
@@ -125,6 +130,8 @@ def build_core(
         ConsentDecider(privacy.tcf_vendor_id), secrets, privacy.user_id_key
     )
     _track_privacy(metrics, client_fields, secrets)
+    integrity = _integrity_checks(settings, redis_client, secrets)
+    _track_integrity(metrics, integrity)
     return TrackerCore(
         settings,
         metrics,
@@ -138,18 +145,52 @@ def build_core(
         EventFactory(settings.instance_id),
         client_fields,
         secrets,
+        integrity,
         redis_client,
         pubsub_client,
         clock,
     )
 
 
+def _integrity_checks(
+    settings: TrackerSettings, redis_client: redis.Redis, secrets: DailySecrets
+) -> IntegrityChecks:
+    integrity = settings.integrity
+    window = integrity.duplicate_click_seconds
+    return IntegrityChecks(
+        CrawlerDetector(),
+        LinkVerifier(integrity.signing_keys) if integrity.signing_keys else None,
+        # On the request-path client: its timeouts are REDIS_TIMEOUT_MS, and it never retries.
+        DuplicateClicks(redis_client, secrets, window, settings.redis_timeout_seconds)
+        if window
+        else None,
+    )
+
+
+def _track_integrity(metrics: TrackerMetrics, integrity: IntegrityChecks) -> None:
+    metrics.track_counters(
+        "tracker_events_by_ivt",
+        "Recorded events by invalid-traffic reason and whether they are billable",
+        ("ivt", "billable"),
+        integrity.counts,
+    )
+    duplicates = integrity.duplicates
+    if duplicates is not None:
+        metrics.track_counters(
+            "tracker_duplicate_click_checks",
+            "Clicks checked for duplicates in Redis: first, duplicate, or unchecked (Redis down"
+            " or slow, or no secret at hand: then not a duplicate)",
+            ("result",),
+            lambda: {(result,): count for result, count in duplicates.results.items()},
+        )
+
+
 def _track_privacy(metrics: TrackerMetrics, fields: ClientFields, secrets: DailySecrets) -> None:
     metrics.track_counters(
         "tracker_consent_requests",
         "Tracking requests by the consent decided for them (see docs/privacy.md)",
-        "consent",
-        lambda: {name: fields.by_consent[number] for name, number in pb.Consent.items()},
+        ("consent",),
+        lambda: {(name,): fields.by_consent[number] for name, number in pb.Consent.items()},
     )
     metrics.track_counter(
         "tracker_opted_out_requests",

@@ -16,9 +16,11 @@ from multidict import CIMultiDictProxy, MultiMapping
 
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
-from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params
+from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params, is_billable
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
+from tracker.integrity.prefetch import is_prefetch
 from tracker.memo import BoundedMemo
+from tracker.privacy.client_fields import MAX_USER_AGENT
 from tracker.privacy.daily_secret import DAY_SECONDS
 from tracker.programs.model import Program, is_program_id
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -39,7 +41,21 @@ MAX_REDIRECT_ANSWERS = 2_000
 class Tracked(NamedTuple):
     validation: int
     program: Program | None
-    message_id: str
+    message_id: str  # "" for a click whose event is recorded after its answer
+
+
+class PendingClick(NamedTuple):
+    """A click whose event waits for the duplicate check (its answer does not)."""
+
+    validation: int
+    program_id: str
+    program: Program | None
+    now: float
+    client: bytes
+    customer: int
+    query: MultiMapping[str]
+    address: str
+    user_agent: str
 
 
 class TrackingHandlers:
@@ -61,6 +77,11 @@ class TrackingHandlers:
         self._redirects: BoundedMemo[str, FixedAnswer] = BoundedMemo(MAX_REDIRECT_ANSWERS)
         self._client_fields = core.client_fields.fragment
         self._clock = core.clock
+        self._outcomes = core.events.outcomes
+        self._crawlers = core.integrity.crawlers
+        self._links = core.integrity.links
+        self._duplicates = core.integrity.duplicates
+        self._by_ivt = core.integrity.events_by_ivt
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
         started = perf_counter()
@@ -144,30 +165,116 @@ class TrackingHandlers:
         customer_text = query.get("customer")
         customer = _customer_id(customer_text)
         validation = classify(found, customer if customer_text is not None else None, now)
+        stats.outcomes[validation] += 1
         program = found if found.__class__ is Program else None
+        return await self._record(
+            request, query, event_type, validation, program_id, program, now, customer
+        )
+
+    async def _record(
+        self,
+        request: web.Request,
+        query: MultiMapping[str],
+        event_type: int,
+        validation: int,
+        program_id: str,
+        program: Program | None,
+        now: float,
+        customer: int,
+    ) -> Tracked:
+        """Classify the traffic, minimise the client's fields, and hand the event over (a click
+        that may be a duplicate: once the check answers, without holding up its redirect)."""
         headers = request.headers
+        user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
+        address = self._client_ip(request, headers)
+        ivt = self._invalid_traffic(request, headers, query, event_type, user_agent, now)
         client = self._client_fields(
             query,
             headers,
-            self._client_ip(request, headers),
+            user_agent,
+            address,
             program.customer_id if program is not None else 0,
             int(now // DAY_SECONDS),
         )
-        message_id, data = self._events.build(
-            event_type,
-            validation,
-            program_id,
-            program,
-            int(now * 1000),
-            client,
-            customer,
-            _extra_params(query),
-        )
-        self._buffer.offer(message_id, data)  # or to the disk log, see EventBuffer
+        message_id = ""
+        if ivt == pb.IVT_NONE and event_type == pb.CLICK and self._duplicates is not None:
+            click = PendingClick(
+                validation,
+                program_id,
+                program,
+                now,
+                client,
+                customer,
+                query,
+                address or "",
+                user_agent,
+            )
+            if self._write_ahead_log is None:
+                self._duplicates.run_after_answer(lambda: self._record_click(click))
+                return Tracked(validation, program, message_id)
+            # Write-ahead: the answer waits for its event on disk, so for the check too.
+            await self._record_click(click)
+        else:
+            outcome = self._outcome(event_type, validation, ivt)
+            message_id = self._ship(outcome, program_id, program, now, client, customer, query)
         if self._write_ahead_log is not None:
             await self._write_ahead_log.committed()
-        stats.outcomes[validation] += 1
         return Tracked(validation, program, message_id)
+
+    def _invalid_traffic(
+        self,
+        request: web.Request,
+        headers: CIMultiDictProxy[str],
+        query: MultiMapping[str],
+        event_type: int,
+        user_agent: str,
+        now: float,
+    ) -> int:
+        """The one reason this event is not worth billing, checked from the cheapest up, or
+        IVT_NONE (duplicate clicks are checked after, in Redis)."""
+        if self._crawlers.is_crawler(user_agent):
+            return pb.IVT_KNOWN_CRAWLER
+        if is_prefetch(headers):
+            return pb.IVT_PREFETCH
+        if event_type == pb.CLICK and self._links is not None:
+            return self._links.check(request.path, query, now)
+        return pb.IVT_NONE
+
+    async def _record_click(self, click: PendingClick) -> None:
+        duplicate = await self._duplicates.seen_before(  # type: ignore[union-attr]
+            click.program_id, click.address, click.user_agent, int(click.now // DAY_SECONDS)
+        )
+        ivt = pb.IVT_DUPLICATE_CLICK if duplicate else pb.IVT_NONE
+        outcome = self._outcome(pb.CLICK, click.validation, ivt)
+        self._ship(
+            outcome,
+            click.program_id,
+            click.program,
+            click.now,
+            click.client,
+            click.customer,
+            click.query,
+        )
+
+    def _outcome(self, event_type: int, validation: int, ivt: int) -> bytes:
+        self._by_ivt[ivt][is_billable(validation, ivt)] += 1
+        return self._outcomes[event_type, validation, ivt]
+
+    def _ship(
+        self,
+        outcome: bytes,
+        program_id: str,
+        program: Program | None,
+        now: float,
+        client: bytes,
+        customer: int,
+        query: MultiMapping[str],
+    ) -> str:
+        message_id, data = self._events.build(
+            outcome, program_id, program, int(now * 1000), client, customer, _extra_params(query)
+        )
+        self._buffer.offer(message_id, data)  # or to the disk log, see EventBuffer
+        return message_id
 
     def _client_ip(self, request: web.Request, headers: CIMultiDictProxy[str]) -> str | None:
         if self._trust_forwarded:

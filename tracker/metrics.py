@@ -112,12 +112,15 @@ class TrackerMetrics:
         self.registry.register(_ReadCounter(name, doc, lambda: {(): read()}))
 
     def track_counters(
-        self, name: str, doc: str, label: str, read: Callable[[], Mapping[str, float]]
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...],
+        read: Callable[[], Mapping[tuple[str, ...], float]],
     ) -> None:
-        """A labelled counter kept as plain numbers elsewhere: read() maps label value to count."""
-        self.registry.register(
-            _ReadCounter(name, doc, lambda: {(k,): v for k, v in read().items()}, (label,))
-        )
+        """A labelled counter kept as plain numbers elsewhere: read() maps each tuple of label
+        values to its count."""
+        self.registry.register(_ReadCounter(name, doc, read, labels))
 
 
 DROP_REASONS = ("buffer_full", "spill_full", "spill_error")

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from tracker.envconfig import LOG_LEVELS, EnvReader, SettingsError, aws_endpoints
 from tracker.events.spill.log import SpillSettings
+from tracker.integrity.signing import SigningKey, parse_signing_keys
 from tracker.privacy.keys import MIN_SECRET_BYTES
 
 DURABILITY_MODES = ("overflow", "write-ahead")
@@ -64,6 +65,32 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IntegritySettings:
+    # The first signs (`tracker links sign`), all verify; empty: clicks are not checked.
+    signing_keys: tuple[SigningKey, ...] = field(repr=False)
+    duplicate_click_seconds: int  # 0: no duplicate check
+
+    @classmethod
+    def from_reader(cls, env: EnvReader) -> IntegritySettings:
+        return cls(
+            signing_keys=signing_keys(env),
+            duplicate_click_seconds=env.integer(
+                "DUPLICATE_CLICK_SECONDS", 30, minimum=0, maximum=86_400
+            ),
+        )
+
+
+def signing_keys(env: EnvReader) -> tuple[SigningKey, ...]:
+    text = env.optional_text("CLICK_SIGNING_KEYS")
+    if text is None:
+        return ()
+    try:
+        return parse_signing_keys(text)
+    except ValueError as exc:  # its message names the key, never the secret
+        raise SettingsError(f"CLICK_SIGNING_KEYS: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
 class TrackerSettings:
     redis_url: str
     redis_timeout_seconds: float
@@ -80,6 +107,7 @@ class TrackerSettings:
     click_fallback_url: str | None
     trust_forwarded_for: bool
     privacy: PrivacySettings
+    integrity: IntegritySettings
     instance_id: str
     log_level: str
 
@@ -103,6 +131,7 @@ class TrackerSettings:
             click_fallback_url=env.url("CLICK_FALLBACK_URL", None, schemes=("http", "https")),
             trust_forwarded_for=env.flag("TRUST_FORWARDED_FOR", False),
             privacy=PrivacySettings.from_reader(env),
+            integrity=IntegritySettings.from_reader(env),
             instance_id=env.text("TRACKER_INSTANCE_ID", f"{socket.gethostname()}-{os.getpid()}"),
             log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         )

@@ -59,8 +59,7 @@ def make_events(count: int, program_id: str = "p1") -> list[bytes]:
     now_ms = int(time.time() * 1000)
     return [
         factory.build(
-            event_type=pb.IMPRESSION,
-            validation=pb.OK,
+            outcome=factory.outcomes[pb.IMPRESSION, pb.OK, pb.IVT_NONE],
             program_id=program_id,
             program=None,
             timestamp_ms=now_ms + i,

@@ -19,9 +19,11 @@ MAX_HEADER_TEXT = 512
 MAX_PARAMS = 16
 MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
-# Read by the tracker itself; the privacy ones (consent string, advertiser's user id) must never
-# reach `params` in clear.
-RESERVED_PARAMS = frozenset({"program", "customer", "gdpr", "gdpr_consent", "uid"})
+# Read by the tracker itself (the privacy ones, consent string and advertiser's user id, must never
+# reach `params` in clear; the signature ones are link mechanics, not campaign data).
+RESERVED_PARAMS = frozenset(
+    {"program", "customer", "gdpr", "gdpr_consent", "uid", "exp", "kid", "sig"}
+)
 _PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
 
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
@@ -62,6 +64,11 @@ new_message_id = _MessageIds().take
 MESSAGE_ID_FIELD = TrackingEvent(message_id="0" * 32).SerializeToString()[:-32]
 
 
+def is_billable(validation: int, ivt: int) -> bool:
+    """Worth billing: a valid program, and nothing says the traffic is invalid."""
+    return validation == pb.OK and ivt == pb.IVT_NONE
+
+
 def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The query parameters worth keeping: well-formed keys, bounded count and lengths."""
     kept: dict[str, str] = {}
@@ -79,30 +86,35 @@ class EventFactory:
     protobuf parses concatenated messages as one, merged, and each field here is in exactly one
     part. The program's fields are serialized once per program, the client's come serialized
     from tracker.privacy.client_fields (once per distinct client), the outcome once per
-    (event type, validation), the timestamp once per millisecond; only the message id, and the
-    customer and parameters when a request has them, are new per request. Building one upb
+    (event type, validation, invalid-traffic reason), the timestamp once per millisecond; only
+    the message id, and the customer and parameters when a request has them, are new per
+    request. Building one upb
     message per request instead cost four times as much (measured, docs/benchmarks.md)."""
 
     def __init__(self, instance_id: str) -> None:
         self._instance_id = instance_id[:MAX_HEADER_TEXT]
         # program id -> (the Program it was built from, or None for an unknown id; its bytes)
         self._prefixes: BoundedMemo[str, tuple[Program | None, bytes]] = BoundedMemo(MAX_PREFIXES)
-        self._outcomes = {
-            (event_type, validation): TrackingEvent(
+        # (event type, validation, ivt) -> its fields serialized: the handler picks one per
+        # request and passes it to build().
+        self.outcomes: Mapping[tuple[int, int, int], bytes] = {
+            (event_type, validation, ivt): TrackingEvent(
                 event_type=event_type,  # type: ignore[arg-type]
                 validation=validation,  # type: ignore[arg-type]
                 is_valid=validation == pb.OK,
+                ivt=ivt,  # type: ignore[arg-type]
+                billable=is_billable(validation, ivt),
             ).SerializeToString()
             for event_type in pb.EventType.values()
             for validation in pb.Validation.values()
+            for ivt in pb.InvalidTraffic.values()
         }
         self._stamp_ms = -1
         self._stamp = b""
 
     def build(
         self,
-        event_type: int,
-        validation: int,
+        outcome: bytes,
         program_id: str,
         program: Program | None,
         timestamp_ms: int,
@@ -110,7 +122,8 @@ class EventFactory:
         requested_customer_id: int | None,
         params: Mapping[str, str],
     ) -> tuple[str, bytes]:
-        """(message_id, serialized event); `client` is the client's serialized fields."""
+        """(message_id, serialized event). `outcome` is one of `outcomes`, `client` the client's
+        serialized fields."""
         message_id = new_message_id()
         if timestamp_ms != self._stamp_ms:
             self._stamp = TrackingEvent(timestamp_ms=timestamp_ms).SerializeToString()
@@ -118,7 +131,7 @@ class EventFactory:
         parts = [
             self._prefix(program_id, program),
             client,
-            self._outcomes[event_type, validation],
+            outcome,
             MESSAGE_ID_FIELD,
             message_id.encode(),
             self._stamp,

@@ -70,12 +70,14 @@ class ClientFields:
         self,
         query: MultiMapping[str],
         headers: MultiMapping[str],
+        user_agent: str,
         address: str | None,
         customer_id: int,
         day: int,
     ) -> bytes:
-        """The client's part of the event. `customer_id` is the program's (0: unknown program,
-        which gets no visitor_id); `day` the UTC day of the request."""
+        """The client's part of the event. `user_agent` is cut to MAX_USER_AGENT already;
+        `customer_id` is the program's (0: unknown program, which gets no visitor_id); `day` the
+        UTC day of the request."""
         gdpr = query.get("gdpr")
         consent: int
         if gdpr is None:
@@ -89,7 +91,6 @@ class ClientFields:
             return self._withheld_fragment(referer, consent, True)
         if consent == pb.CONSENT_DENIED:
             return self._withheld_fragment(referer, consent, False)
-        user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
         if address is not None and len(address) > MAX_ADDRESS:
             address = None
         fragment = self._observed_fragment(user_agent, referer, address, customer_id, consent, day)

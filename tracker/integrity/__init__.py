@@ -1,0 +1,1 @@
+"""Traffic integrity at the edge: crawlers, prefetch, signed links, duplicate clicks."""
