@@ -17,6 +17,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
 from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params, is_billable
+from tracker.headertext import valid_text
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.integrity.prefetch import is_prefetch
 from tracker.memo import BoundedMemo
@@ -185,7 +186,7 @@ class TrackingHandlers:
         """Classify the traffic, minimise the client's fields, and hand the event over (a click
         that may be a duplicate: once the check answers, without holding up its redirect)."""
         headers = request.headers
-        user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
+        user_agent = valid_text(headers.get("User-Agent", "")[:MAX_USER_AGENT])
         address = self._client_ip(request, headers)
         ivt = self._invalid_traffic(request, headers, query, event_type, user_agent, now)
         client = self._client_fields(
@@ -281,8 +282,9 @@ class TrackingHandlers:
             forwarded = headers.get("X-Forwarded-For")
             if forwarded:
                 # The load balancer appends the address it saw; earlier entries are the client's
-                # own claims and can be forged.
-                return forwarded.rsplit(",", 1)[-1].strip()
+                # own claims and can be forged. An address is ASCII: anything else is not one.
+                address = forwarded.rsplit(",", 1)[-1].strip()
+                return address if address.isascii() else None
         return request.remote
 
 
@@ -310,7 +312,7 @@ def _event_body(request: web.Request, program_id: str, tracked: Tracked) -> dict
         "customerId": program.customer_id if program else None,
         "customerName": program.customer_name if program else None,
         "checksum": program.checksum if program else None,
-        "userAgent": request.headers.get("User-Agent", "")[:512],
+        "userAgent": valid_text(request.headers.get("User-Agent", "")[:512]),
         "valid": tracked.validation == pb.OK,
         "validation": pb.Validation.Name(tracked.validation),
     }

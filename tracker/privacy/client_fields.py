@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from multidict import MultiMapping
 
 from tracker.events.anonymize import anonymize_ip
+from tracker.headertext import valid_text
 from tracker.memo import BoundedMemo
 from tracker.privacy.consent import ConsentDecider
 from tracker.privacy.keys import KEY_HEX_CHARS, is_user_id, user_key
@@ -85,7 +86,7 @@ class ClientFields:
         else:
             consent = self._consent.decide(gdpr, query.get("gdpr_consent"))
         self.by_consent[consent] += 1
-        referer = headers.get("Referer", "")[:MAX_PARSED]
+        referer = valid_text(headers.get("Referer", "")[:MAX_PARSED])
         if headers.get("Sec-GPC") == "1" or headers.get("DNT") == "1":
             self.opted_out += 1
             return self._withheld_fragment(referer, consent, True)
