@@ -75,6 +75,8 @@ run: install
 bench: install
 	@command -v hey >/dev/null || { echo "installing hey (Debian package)"; \
 	  apt-get install -y -qq hey >/dev/null || { echo "could not install hey: apt-get install hey"; exit 3; }; }
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package; hey cannot set a User-Agent)"; \
+	  apt-get install -y -qq wrk >/dev/null || { echo "could not install wrk: apt-get install wrk"; exit 3; }; }
 	$(BIN)/python -m bench.run
 
 # Headless Chromium and its driver for tests/test_browser.py (Debian packages; as root, like

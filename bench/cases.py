@@ -10,6 +10,9 @@ from typing import Any
 
 from bench.hey import HeyResult, run_hey
 from bench.procstat import cpu_seconds, rss_mb
+from bench.wrk import run_wrk
+
+HEY, WRK = "hey", "wrk"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class Case:
     baseline: str = "bare"
     # "Name: value" request headers, sent to both sides: parsing them is any server's cost.
     headers: tuple[str, ...] = ()
+    # The load generator, the same for both sides: "hey", or "wrk" for a case that sends its own
+    # User-Agent (hey replaces it with its own, see bench/wrk.py).
+    client: str = HEY
 
 
 @dataclass
@@ -85,21 +91,13 @@ def measure(
 
     def run_baseline() -> None:
         before = cpu_seconds(baseline_pid)
-        baseline.append(
-            run_hey(
-                baseline_url + "/v1/pixel", case.concurrency, seconds=seconds, headers=case.headers
-            )
-        )
+        baseline.append(load(case, baseline_url + "/v1/pixel", seconds, 200))
         cpu[1] += cpu_seconds(baseline_pid) - before
         pause()
 
     def run_tracker() -> None:
         before = cpu_seconds(tracker_pid)
-        target.append(
-            run_hey(
-                tracker_url + case.path, case.concurrency, seconds=seconds, headers=case.headers
-            )
-        )
+        target.append(load(case, tracker_url + case.path, seconds, case.expected_status))
         pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
         cpu[0] += cpu_seconds(tracker_pid) - before
 
@@ -110,3 +108,11 @@ def measure(
         for run in order:
             run()
     return Measured(case, target, baseline, cpu[0], cpu[1], rss_mb(tracker_pid), seconds)
+
+
+def load(case: Case, url: str, seconds: float, status: int) -> HeyResult:
+    """One run of the case's load generator against `url`; `status` is what the server should
+    answer (wrk counts its 2xx and 3xx answers under it)."""
+    if case.client == WRK:
+        return run_wrk(url, case.concurrency, seconds=seconds, headers=case.headers, status=status)
+    return run_hey(url, case.concurrency, seconds=seconds, headers=case.headers)

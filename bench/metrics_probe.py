@@ -8,8 +8,18 @@ import urllib.request
 
 def read_metric(url: str, name: str, labels: str = "") -> float:
     """The value of `name{labels}` (labels as written in the exposition, e.g. 'route="pixel"')."""
+    return metric_value(scrape(url), name, labels)
+
+
+def scrape(url: str) -> str:
+    """The exposition text of a /metrics endpoint, to read several values from one scrape."""
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback URL)
-        text = response.read().decode()
+        text: str = response.read().decode()
+    return text
+
+
+def metric_value(text: str, name: str, labels: str = "") -> float:
+    """The value of `name{labels}` in an exposition text, added up over the series that match."""
     total = 0.0
     for line in text.splitlines():
         series, _, value = line.rpartition(" ")

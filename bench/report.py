@@ -27,6 +27,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += durability_lines(report["durability"])
     if "privacy" in report:
         lines += privacy_lines(report["privacy"])
+    if "integrity" in report:
+        lines += integrity_lines(report["integrity"])
     return "\n".join(lines)
 
 
@@ -178,6 +180,84 @@ def privacy_lines(part: dict[str, Any]) -> list[str]:
         )
     lines.append("")
     return lines
+
+
+def integrity_lines(part: dict[str, Any]) -> list[str]:
+    """The pixel by user agent and signed clicks against the bare server, what the tracker
+    classified, and each integrity check alone."""
+    machine = part["machine"]
+    lines = [
+        f"Integrity: run {part['started']} on {machine['cores']} cores ({machine['cpu']}), "
+        f"Python {machine['python']}. One tracker per group of settings, c=100, one worker, "
+        f"shipping to the canned endpoint; {part['rounds']} x {part['seconds_per_run']:.0f} s per "
+        "side, interleaved with the bare aiohttp server, which gets the same client and headers. "
+        "hey sends its own user agent whatever it is told (hey/0.0.1, not a crawler), so the "
+        "cases with a user agent of their own run through wrk.",
+        "",
+        "| case | tracker settings | client | tracker req/s | bare req/s | ratio | p50 ms | p99 ms "
+        "| bare p99 ms | non-2xx | CPU us/req | bare CPU us/req | Redis CPU us/req "
+        "| events by ivt | duplicate checks |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
+        "| --- |",
+    ]
+    for row in part["http"]:
+        observed = row.get("observed", {})
+        lines.append(
+            f"| {row['name']} | {row['settings']} | {row['client']} | {row['rps']:,} | "
+            f"{row['baseline_rps']:,} | {row['ratio_rps']:.2f} | {row['p50_ms']} | "
+            f"{row['p99_ms']} | {row['baseline_p99_ms']} | {row['errors']} | "
+            f"{row['tracker_cpu_us_per_request']} | {row['baseline_cpu_us_per_request']} | "
+            f"{_number(row.get('redis_cpu_us_per_request'))} | {_ivt_counts(observed)} | "
+            f"{_duplicate_checks(observed)} |"
+        )
+    lines += [
+        "",
+        "Every request of a run comes from one client (127.0.0.1, one user agent): after its "
+        "first request the crawler memo always hits, and with the duplicate check on (its "
+        "default, 30 s) every click but the tracker's first is a duplicate, each one a Redis "
+        "SET NX after its answer. Events by ivt and duplicate checks are the tracker's "
+        "counters over the case (its requests, plus any the load generator cut off at the end).",
+    ]
+    micro = part["micro"]
+    lines += [
+        "",
+        f"The checks alone (in process; a signed link of program + {micro['link_params']} "
+        f"params, {micro['link_days']} days to expiry): per call, the median of "
+        f"{micro['repetitions']} repetitions, in each of {micro['runs']} run(s); the figure is "
+        "the median of the runs.",
+        "",
+        "| path | us per call | runs | calls per repetition | what runs |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in micro["paths"]:
+        runs = ", ".join(f"{f:,.2f}" for f in row["us_per_call_runs"])
+        lines.append(
+            f"| {row['path']} | {row['us_per_call']:,.2f} | {runs} | "
+            f"{row['calls_per_repetition']:,} | {row['what']} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _ivt_counts(observed: dict[str, float]) -> str:
+    """The reasons the tracker recorded during a case, e.g. "KNOWN_CRAWLER 90,112 (0 billable)"."""
+    found = [
+        f"{key.removeprefix('IVT_')} {int(value):,}"
+        for key, value in observed.items()
+        if key.startswith("IVT_") and value
+    ]
+    if not found:
+        return "-"
+    return f"{', '.join(found)} ({int(observed.get('billable', 0)):,} billable)"
+
+
+def _duplicate_checks(observed: dict[str, float]) -> str:
+    found = [
+        f"{key.removeprefix('duplicate_check_')} {int(value):,}"
+        for key, value in observed.items()
+        if key.startswith("duplicate_check_") and value
+    ]
+    return ", ".join(found) or "-"
 
 
 def _carries(row: dict[str, Any]) -> str:

@@ -1,9 +1,11 @@
 """`make bench`: the tracker against a bare aiohttp server with `hey`, end to end into DynamoDB,
 memory with 100,000 cached programs, durability (the pixel in each DURABILITY mode, and how
-fast an on-disk event log drains) and privacy (the pixel with consent signals, and the privacy
-step's own cost per request). Writes bench/results/latest.{json,md,png}.
+fast an on-disk event log drains), privacy (the pixel with consent signals, and the privacy
+step's own cost per request) and integrity (the pixel with a browser's and a crawler's user
+agent, signed clicks with and without the duplicate check, and each check's own cost per
+request). Writes bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick] [--only durability|privacy]
+    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity]
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
 they were and the reports are written again from the merged result.
@@ -25,6 +27,9 @@ from bench.cases import Case, measure
 from bench.durability import measure_modes, measure_replay
 from bench.e2e import run_e2e
 from bench.hey import run_hey
+from bench.integrity_cost import measure as measure_integrity_checks
+from bench.integrity_cost import measure_redis as measure_redis_check
+from bench.integrity_http import REDIS_CPU, groups, observer
 from bench.memory import measure_memory
 from bench.metrics_probe import read_metric, wait_zero
 from bench.nginx import nginx_empty_gif
@@ -32,6 +37,7 @@ from bench.privacy_cost import USER_ID, USER_ID_KEY_TEXT, VENDOR_ID, granted_str
 from bench.privacy_cost import measure as measure_privacy_step
 from bench.report import write_reports
 from bench.stack import BenchStack
+from bench.wrk import ensure_wrk
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -76,7 +82,7 @@ def main() -> None:
     parser.add_argument("--e2e-requests", type=int, default=200_000)
     parser.add_argument(
         "--only",
-        choices=["durability", "privacy"],
+        choices=["durability", "privacy", "integrity"],
         help="run only this part, keep the rest of latest.json",
     )
     parser.add_argument(
@@ -93,6 +99,8 @@ def main() -> None:
     seconds, rounds = (2.0, 1) if args.quick else (5.0, 4)
     replay_mib = args.replay_mib or (16 if args.quick else 1024)
     kinesalite_mib = args.replay_kinesalite_mib or (8 if args.quick else 1024)
+    if args.only in (None, "integrity"):
+        ensure_wrk()  # now, not after the other parts have run
     if args.only == "durability":
         report = _previous_report()
         report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
@@ -104,6 +112,12 @@ def main() -> None:
         report["privacy"] = _privacy(seconds, rounds, args.quick)
         write_reports(report, RESULTS)
         print(json.dumps(report["privacy"], indent=2))
+        return
+    if args.only == "integrity":
+        report = _previous_report()
+        report["integrity"] = _integrity(seconds, rounds, args.quick)
+        write_reports(report, RESULTS)
+        print(json.dumps(report["integrity"], indent=2))
         return
     report = {
         "started": _now(),
@@ -126,6 +140,7 @@ def main() -> None:
         report["e2e"] = run_e2e(stack, requests, 100, {})
     report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
     report["privacy"] = _privacy(seconds, rounds, args.quick)
+    report["integrity"] = _integrity(seconds, rounds, args.quick)
     write_reports(report, RESULTS)
     print(json.dumps(report, indent=2))
 
@@ -222,6 +237,58 @@ def _privacy_cases() -> list[Case]:
     ]
 
 
+def _integrity(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
+    """The checks alone, in process (three runs), then the HTTP cases of bench/integrity_http.py
+    against the bare server, one tracker per group of settings shipping to the canned endpoint;
+    each case with what the tracker counted during it (events by ivt, duplicate checks) and the
+    CPU Redis spent."""
+    part: dict[str, Any] = {
+        "started": _now(),
+        "machine": _machine(),
+        "seconds_per_run": seconds,
+        "rounds": rounds,
+        # First, while none of the bench's servers competes for the cores.
+        "micro": measure_integrity_checks(quick, runs=1 if quick else 3),
+    }
+    rows: list[dict[str, Any]] = []
+    with BenchStack() as stack:
+        stack.command("consumers", "init")
+        stack.command("tracker", "programs", "load", str(DEMO))
+        assert stack.redis is not None
+        assert stack.redis.process is not None
+        observe = observer(stack.redis.process.pid)
+        # The Redis client's CPU per duplicate check, with the stack's servers idle.
+        part["micro"]["paths"] += measure_redis_check(
+            stack.env["REDIS_URL"], quick, runs=1 if quick else 3
+        )
+        with _canned_kinesis(stack) as to_canned:
+            for group in groups():
+                summaries, _ = _http_cases(
+                    stack,
+                    group.cases,
+                    1,
+                    seconds,
+                    rounds,
+                    {**to_canned, **group.extra},
+                    observe=observe,
+                )
+                rows += [_integrity_row(row, group.settings) for row in summaries]
+    part["http"] = rows
+    return part
+
+
+def _integrity_row(row: dict[str, Any], settings: str) -> dict[str, Any]:
+    """A case's summary with its settings, and Redis's CPU per tracker request."""
+    observed = row.get("observed", {})
+    redis_cpu = observed.pop(REDIS_CPU, None)
+    per_request = (
+        round(1e6 * redis_cpu / row["requests"], 1)
+        if redis_cpu is not None and row["requests"]
+        else None
+    )
+    return {**row, "settings": settings, "redis_cpu_us_per_request": per_request}
+
+
 def _previous_report() -> dict[str, Any]:
     """The last run's report, to which a partial run adds its part."""
     path = RESULTS / "latest.json"
@@ -243,9 +310,12 @@ def _http_cases(
     rounds: int,
     extra: dict[str, str] | None = None,
     after: Callable[[str], None] | None = None,
+    observe: Callable[[str], dict[str, float]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """The cases' summaries, and what shipping cost in Kinesis records and payload units;
-    `after`, if given, is called with the tracker's /metrics URL once every case has run."""
+    `after`, if given, is called with the tracker's /metrics URL once every case has run;
+    `observe`, if given, reads numbers from it before and after each case, and the summary
+    keeps their differences as "observed"."""
     tracker_port = free_port()
     settings = {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers), **(extra or {})}
     tracker = stack.process("tracker", ["tracker", "serve"], tracker_port, settings)
@@ -267,6 +337,7 @@ def _http_cases(
         for case in cases:
             baseline = baselines[case.baseline]
             assert baseline.process is not None
+            before = observe(metrics) if observe is not None else {}
             measured = measure(
                 case,
                 f"http://127.0.0.1:{tracker_port}",
@@ -276,7 +347,13 @@ def _http_cases(
                 seconds,
                 settle,
             )
-            summaries.append(measured.summary())
+            summary = measured.summary()
+            if observe is not None:
+                after_case = observe(metrics)
+                summary["observed"] = {
+                    key: round(value - before.get(key, 0.0), 6) for key, value in after_case.items()
+                }
+            summaries.append(summary)
         if after is not None:
             after(metrics)
         return summaries, _shipping_cost(metrics)
