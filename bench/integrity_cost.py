@@ -17,9 +17,9 @@ As in bench/privacy_cost.py, a path's figure is the median over its repetitions 
 time divided by its calls: per call, including the Python call and the loop (the no-op rows),
 with the garbage collector on. A memo miss (~200 us) runs on a new `CrawlerDetector` per
 repetition, over user agents that differ from each other, so that no call of a repetition hits
-(crawlerdetect's own 1,024-entry cache included). Duplicate checks run as the handler starts
-them, a task each, at most 100 pending at once (the HTTP cases' concurrency). With --runs N the
-whole set runs N times.
+(crawlerdetect's own 1,024-entry cache included). Duplicate checks are submitted as the
+handler submits them, 100 at a time (the HTTP cases' concurrency), and checked in pipelines.
+With --runs N the whole set runs N times.
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ import asyncio
 import base64
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from statistics import median
 from types import SimpleNamespace
 from typing import Any, cast
 
-import redis.asyncio as redis
 import uvloop
 from multidict import CIMultiDictProxy, MultiDictProxy
 from yarl import URL
@@ -45,7 +43,7 @@ from bench.privacy_cost import DAY, USER_AGENT, FixedSecrets, headers
 from tracker.core import _request_path_client  # the tracker's own request-path client
 from tracker.handlers import TrackingHandlers
 from tracker.integrity.crawlers import MAX_USER_AGENT, CrawlerDetector
-from tracker.integrity.duplicates import DUPLICATE, FIRST, UNCHECKED, DuplicateClicks
+from tracker.integrity.duplicates import UNCHECKED, DuplicateClicks
 from tracker.integrity.prefetch import is_prefetch
 from tracker.integrity.signing import LinkVerifier, parse_signing_keys, signed_click_url
 from tracker.privacy.daily_secret import DailySecrets
@@ -364,72 +362,43 @@ def classification(
 # --- the duplicate check's own work --------------------------------------------------------------
 
 
-class AnsweringRedis:
-    """Stands in for the Redis client: `SET NX` answered at once from a set, no round trip."""
-
-    def __init__(self) -> None:
-        self._keys: set[str] = set()
-
-    async def set(self, key: str, value: bytes, *, nx: bool, ex: int) -> bool | None:
-        if key in self._keys:
-            return None
-        self._keys.add(key)
-        return True
-
-
-def duplicate_check(calls: int) -> Callable[[], float]:
-    """What the handler starts per click after its answer, less the Redis client: a task
-    (`run_after_answer`), the key (keyed BLAKE2b of program, address and user agent), the
-    timeout's context and one await of a SET NX that answers at once."""
-    agents = fresh(USER_AGENT, calls)
-
-    async def run() -> float:
-        clicks = DuplicateClicks(cast(redis.Redis, AnsweringRedis()), FIXED_SECRETS, 30, 0.05)
-
-        async def record(agent: str) -> None:
-            await clicks.seen_before(PROGRAM, ADDRESS, agent, DAY)
-
-        started = time.perf_counter()
-        await _in_flight(clicks, [partial(record, agent) for agent in agents], _drain)
-        elapsed = time.perf_counter() - started
-        assert clicks.results[FIRST] == 1
-        assert clicks.results[DUPLICATE] == calls - 1
-        return _per_call(elapsed, calls)
-
-    return lambda: uvloop.run(run())  # the tracker's event loop
-
-
 def duplicate_check_redis(redis_url: str, calls: int) -> Callable[[], float]:
-    """The same with the tracker's own request-path Redis client against a real redis-server:
-    the CPU this process spends per click (time.process_time: the Redis client's work, not
-    Redis's), with at most IN_FLIGHT checks pending at once, as under the HTTP case's load."""
+    """Clicks as the handler hands them over after their answers (`submit`), checked by the
+    flusher in pipelines against a real redis-server through the tracker's own request-path
+    client: the CPU this process spends per click (time.process_time: the key, the client's
+    work and the hand-back, not Redis's), IN_FLIGHT clicks submitted at a time, as under the
+    HTTP case's load."""
     settings = TrackerSettings.from_env({"REDIS_URL": redis_url})
     agents = fresh(USER_AGENT, calls)
 
     async def run() -> float:
         client = _request_path_client(settings)
-        clicks = DuplicateClicks(client, FIXED_SECRETS, 30, settings.redis_timeout_seconds)
-
-        async def record(agent: str) -> None:
-            await clicks.seen_before(PROGRAM, ADDRESS, agent, DAY)
-
-        def works(chosen: list[str]) -> list[Work]:
-            return [partial(record, agent) for agent in chosen]
-
+        clicks = DuplicateClicks[str](client, FIXED_SECRETS, 30, settings.redis_timeout_seconds)
+        handed_back: list[bool] = []
+        clicks.on_checked = lambda _click, duplicate: handed_back.append(duplicate)
+        flusher = asyncio.create_task(clicks.run())
         try:
-            # Untimed: the pool opens its connections.
-            await _in_flight(clicks, works(agents[:IN_FLIGHT]), DuplicateClicks.settle)
+            await _submit_all(clicks, agents[:IN_FLIGHT])  # untimed: the pool connects
             clicks.results = dict.fromkeys(clicks.results, 0)
             started = time.process_time()
-            await _in_flight(clicks, works(agents), DuplicateClicks.settle)
+            await _submit_all(clicks, agents)
             elapsed = time.process_time() - started
         finally:
+            flusher.cancel()
             await client.aclose()
-        # A check over REDIS_TIMEOUT_MS gives up (unchecked) and costs less: few may, here.
+        assert len(handed_back) == IN_FLIGHT + calls
+        # A pipeline over REDIS_TIMEOUT_MS gives up (unchecked): few may, here.
         assert clicks.results[UNCHECKED] <= calls // 20, clicks.results
         return _per_call(elapsed, calls)
 
     return lambda: uvloop.run(run())
+
+
+async def _submit_all(clicks: DuplicateClicks[str], agents: Sequence[str]) -> None:
+    for first in range(0, len(agents), IN_FLIGHT):
+        for agent in agents[first : first + IN_FLIGHT]:
+            clicks.submit(agent, PROGRAM, ADDRESS, agent, DAY)
+        await clicks.settle()
 
 
 def redis_paths(redis_url: str, quick: bool) -> list[Path]:
@@ -446,53 +415,13 @@ def redis_paths(redis_url: str, quick: bool) -> list[Path]:
     ]
 
 
-def task_only(calls: int) -> Callable[[], float]:
-    """For scale: a task per call that does nothing, started and run the same way."""
-
-    async def nothing() -> None:
-        return None
-
-    async def run() -> float:
-        clicks = DuplicateClicks(cast(redis.Redis, AnsweringRedis()), FIXED_SECRETS, 30, 0.05)
-        started = time.perf_counter()
-        await _in_flight(clicks, [nothing] * calls, _drain)
-        return _per_call(time.perf_counter() - started, calls)
-
-    return lambda: uvloop.run(run())
-
-
-Work = Callable[[], Coroutine[Any, Any, None]]
-
-
-async def _in_flight(
-    clicks: DuplicateClicks, works: Sequence[Work], settle: Callable[[DuplicateClicks], Any]
-) -> None:
-    """Each work in a task of its own through `run_after_answer`, at most IN_FLIGHT pending at
-    once (as under the HTTP cases' load: thousands at once would time the event loop's
-    scheduling of a backlog the tracker does not have), settling each batch."""
-    for first in range(0, len(works), IN_FLIGHT):
-        for work in works[first : first + IN_FLIGHT]:
-            clicks.run_after_answer(work)
-        await settle(clicks)
-
-
-async def _drain(clicks: DuplicateClicks) -> None:
-    """Let the pending tasks run, without gather's bookkeeping (the tracker has none): tasks
-    that never wait finish within a few turns of the loop."""
-    for _ in range(1_000):
-        if not clicks.pending:
-            return
-        await asyncio.sleep(0)
-    raise RuntimeError(f"{clicks.pending} tasks still pending")
-
-
 # --- the set -------------------------------------------------------------------------------------
 
 
 def paths(quick: bool) -> list[Path]:
     scale = 4 if quick else 1
     hits, misses = HIT_CALLS // scale, MISS_CALLS // scale
-    checks, duplicates = CHECK_CALLS // scale, DUPLICATE_CALLS // scale
+    checks = CHECK_CALLS // scale
     signed, unsigned = link(), unsigned_link()
     browsers, crawlers = browser_agents(misses), crawler_agents(misses)
     mean_browser = sum(map(len, browsers)) // len(browsers)
@@ -588,19 +517,6 @@ def paths(quick: bool) -> list[Path]:
             "_invalid_traffic: crawler memo hit, prefetch headers, LinkVerifier.check",
             checks,
             classification(signed, USER_AGENT, pb.CLICK, pb.IVT_NONE, checks),
-        ),
-        Path(
-            "duplicate check without Redis",
-            "per click after its answer: a task, the keyed BLAKE2b key, asyncio.timeout, and a "
-            "SET NX stand-in that answers at once (the Redis client's work not included)",
-            duplicates,
-            duplicate_check(duplicates),
-        ),
-        Path(
-            "an asyncio task that does nothing (for scale)",
-            "create_task, done callback, run: the task's share of the row above",
-            duplicates,
-            task_only(duplicates),
         ),
         Path(
             "request.query, pixel URL (for scale)",

@@ -11,6 +11,7 @@ clients close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -30,7 +31,8 @@ from tracker.settings import TrackerSettings
 log = logging.getLogger(__name__)
 
 CORE = web.AppKey("core", TrackerCore)
-MAX_REQUEST_BODY = 1024  # every route is a GET or a body-less POST
+MAX_REQUEST_BODY = 1024
+DUPLICATE_SETTLE_SECONDS = 5.0  # every route is a GET or a body-less POST
 
 
 def create_app(
@@ -80,11 +82,16 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
         scanner = _start(core.log.run(), "spill-scan")
         shipper = Shipper(core.buffer, core.log, sink, core.metrics, _shipper_options(core))
         tasks = [_start(shipper.run(), "shipper"), _start(shipper.steer(), "shipper-steering")]
-        yield
         duplicates = core.integrity.duplicates
-        if duplicates is not None:
-            # Clicks answered before their duplicate check: their events come first.
-            await asyncio.shield(duplicates.settle())
+        checker = _start(duplicates.run(), "duplicate-clicks") if duplicates is not None else None
+        yield
+        if duplicates is not None and checker is not None:
+            # Clicks answered before their duplicate check: their events first (each pipeline
+            # is bounded by REDIS_TIMEOUT_MS; a stuck one cannot hold up the shutdown).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DUPLICATE_SETTLE_SECONDS):
+                    await asyncio.shield(duplicates.settle())
+            checker.cancel()
         log.info("draining events", extra={"events": shipper.pending})
         kept = await asyncio.shield(
             shipper.drain([*tasks, scanner], core.fallback, shipping.drain_seconds)

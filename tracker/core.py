@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as redis
 from redis.backoff import NoBackoff
@@ -161,7 +162,7 @@ def _integrity_checks(
         CrawlerDetector(),
         LinkVerifier(integrity.signing_keys) if integrity.signing_keys else None,
         # On the request-path client: its timeouts are REDIS_TIMEOUT_MS, and it never retries.
-        DuplicateClicks(redis_client, secrets, window, settings.redis_timeout_seconds)
+        DuplicateClicks[Any](redis_client, secrets, window, settings.redis_timeout_seconds)
         if window
         else None,
     )

@@ -55,8 +55,6 @@ class PendingClick(NamedTuple):
     client: bytes
     customer: int
     query: MultiMapping[str]
-    address: str
-    user_agent: str
 
 
 class TrackingHandlers:
@@ -82,6 +80,8 @@ class TrackingHandlers:
         self._crawlers = core.integrity.crawlers
         self._links = core.integrity.links
         self._duplicates = core.integrity.duplicates
+        if self._duplicates is not None:
+            self._duplicates.on_checked = self._record_checked_click
         self._by_ivt = core.integrity.events_by_ivt
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
@@ -199,22 +199,16 @@ class TrackingHandlers:
         )
         message_id = ""
         if ivt == pb.IVT_NONE and event_type == pb.CLICK and self._duplicates is not None:
-            click = PendingClick(
-                validation,
-                program_id,
-                program,
-                now,
-                client,
-                customer,
-                query,
-                address or "",
-                user_agent,
-            )
+            click = PendingClick(validation, program_id, program, now, client, customer, query)
+            day = int(now // DAY_SECONDS)
             if self._write_ahead_log is None:
-                self._duplicates.run_after_answer(lambda: self._record_click(click))
+                self._duplicates.submit(click, program_id, address or "", user_agent, day)
                 return Tracked(validation, program, message_id)
             # Write-ahead: the answer waits for its event on disk, so for the check too.
-            await self._record_click(click)
+            duplicate = await self._duplicates.seen_before(
+                program_id, address or "", user_agent, day
+            )
+            self._record_checked_click(click, duplicate)
         else:
             outcome = self._outcome(event_type, validation, ivt)
             message_id = self._ship(outcome, program_id, program, now, client, customer, query)
@@ -241,10 +235,7 @@ class TrackingHandlers:
             return self._links.check(request.path, query, now)
         return pb.IVT_NONE
 
-    async def _record_click(self, click: PendingClick) -> None:
-        duplicate = await self._duplicates.seen_before(  # type: ignore[union-attr]
-            click.program_id, click.address, click.user_agent, int(click.now // DAY_SECONDS)
-        )
+    def _record_checked_click(self, click: PendingClick, duplicate: bool) -> None:
         ivt = pb.IVT_DUPLICATE_CLICK if duplicate else pb.IVT_NONE
         outcome = self._outcome(pb.CLICK, click.validation, ivt)
         self._ship(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tracker.integrity.crawlers import CrawlerDetector
 from tracker.integrity.duplicates import DuplicateClicks
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class IntegrityChecks:
     crawlers: CrawlerDetector
     links: LinkVerifier | None  # None: CLICK_SIGNING_KEYS unset, clicks are not checked
-    duplicates: DuplicateClicks | None  # None: DUPLICATE_CLICK_SECONDS=0
+    duplicates: DuplicateClicks[Any] | None  # None: DUPLICATE_CLICK_SECONDS=0
     # Recorded events: events_by_ivt[ivt][billable] (plain numbers: counted on every request).
     events_by_ivt: list[list[int]] = field(
         default_factory=lambda: [[0, 0] for _ in pb.InvalidTraffic.values()]
