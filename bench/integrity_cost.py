@@ -336,7 +336,10 @@ def classification(
     detector = CrawlerDetector()
     detector.is_crawler(agent)
     verifier = LinkVerifier(parse_signing_keys(SIGNING_KEYS_TEXT))
-    handler = cast(TrackingHandlers, SimpleNamespace(_crawlers=detector, _links=verifier))
+    handler = cast(
+        TrackingHandlers,
+        SimpleNamespace(_crawlers=detector, _known_crawler=detector.known.get, _links=verifier),
+    )
     invalid_traffic = TrackingHandlers._invalid_traffic
     path = path_and_query.partition("?")[0]
     request = cast(Any, SimpleNamespace(path=path))  # the handler reads request.path alone

@@ -78,6 +78,7 @@ class TrackingHandlers:
         self._clock = core.clock
         self._outcomes = core.events.outcomes
         self._crawlers = core.integrity.crawlers
+        self._known_crawler = core.integrity.crawlers.known.get
         self._links = core.integrity.links
         self._duplicates = core.integrity.duplicates
         if self._duplicates is not None:
@@ -186,7 +187,9 @@ class TrackingHandlers:
         """Classify the traffic, minimise the client's fields, and hand the event over (a click
         that may be a duplicate: once the check answers, without holding up its redirect)."""
         headers = request.headers
-        user_agent = valid_text(headers.get("User-Agent", "")[:MAX_USER_AGENT])
+        user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
+        if not user_agent.isascii():  # inline: a call per request costs more than this test
+            user_agent = valid_text(user_agent)
         address = self._client_ip(request, headers)
         ivt = self._invalid_traffic(request, headers, query, event_type, user_agent, now)
         client = self._client_fields(
@@ -210,7 +213,9 @@ class TrackingHandlers:
             )
             self._record_checked_click(click, duplicate)
         else:
-            outcome = self._outcome(event_type, validation, ivt)
+            # _outcome, inline on the hot path
+            self._by_ivt[ivt][validation == pb.OK and ivt == pb.IVT_NONE] += 1
+            outcome = self._outcomes[event_type, validation, ivt]
             message_id = self._ship(outcome, program_id, program, now, client, customer, query)
         if self._write_ahead_log is not None:
             await self._write_ahead_log.committed()
@@ -227,7 +232,10 @@ class TrackingHandlers:
     ) -> int:
         """The one reason this event is not worth billing, checked from the cheapest up, or
         IVT_NONE (duplicate clicks are checked after, in Redis)."""
-        if self._crawlers.is_crawler(user_agent):
+        crawler = self._known_crawler(user_agent)  # the memo's own lookup: no call on a hit
+        if crawler is None:
+            crawler = self._crawlers.is_crawler(user_agent)
+        if crawler:
             return pb.IVT_KNOWN_CRAWLER
         if is_prefetch(headers):
             return pb.IVT_PREFETCH

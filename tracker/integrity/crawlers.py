@@ -19,13 +19,14 @@ MAX_USER_AGENT = 512
 class CrawlerDetector:
     def __init__(self, max_entries: int = MAX_USER_AGENTS) -> None:
         self._detect = CrawlerDetect()
-        self._known: BoundedMemo[str, bool] = BoundedMemo(max_entries)
+        # The request path reads it directly (known.get): a hit is then one dict lookup.
+        self.known: BoundedMemo[str, bool] = BoundedMemo(max_entries)
         self.is_crawler("")  # compile the patterns now (~30 ms), not on the first request
 
     def is_crawler(self, user_agent: str) -> bool:
         """`user_agent` as the tracker keeps it: at most MAX_USER_AGENT characters (so that no
         memo key is longer)."""
-        known = self._known.get(user_agent)
+        known = self.known.get(user_agent)
         if known is None:
-            known = self._known.remember(user_agent, bool(self._detect.isCrawler(user_agent)))
+            known = self.known.remember(user_agent, bool(self._detect.isCrawler(user_agent)))
         return known
