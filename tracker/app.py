@@ -2,10 +2,10 @@
 
 Start-up opens Redis and Kinesis clients and the on-disk event log, and starts the background
 tasks (Redis probe, push subscriber, the day's visitor secret, shipper, its steering, the log's
-adoption scan). Shutdown
-runs in reverse after aiohttp has stopped accepting requests: background tasks stop, the shipper
-ships what it can within SHIP_DRAIN_SECONDS and writes the rest to the log, the log and the
-clients close.
+adoption scan, the duplicate-click checker). Shutdown runs in reverse after aiohttp has stopped
+accepting requests: background tasks stop, the clicks still being checked are recorded, the
+shipper ships what it can within SHIP_DRAIN_SECONDS and writes the rest to the log, the log and
+the clients close.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from tracker.settings import TrackerSettings
 log = logging.getLogger(__name__)
 
 CORE = web.AppKey("core", TrackerCore)
-MAX_REQUEST_BODY = 1024
-DUPLICATE_SETTLE_SECONDS = 5.0  # every route is a GET or a body-less POST
+MAX_REQUEST_BODY = 1024  # every route is a GET or a body-less POST
+DUPLICATE_SETTLE_SECONDS = 5.0
 
 
 def create_app(

@@ -192,18 +192,12 @@ class TrackingHandlers:
             user_agent = valid_text(user_agent)
         address = self._client_ip(request, headers)
         ivt = self._invalid_traffic(request, headers, query, event_type, user_agent, now)
-        client = self._client_fields(
-            query,
-            headers,
-            user_agent,
-            address,
-            program.customer_id if program is not None else 0,
-            int(now // DAY_SECONDS),
-        )
+        day = int(now // DAY_SECONDS)
+        customer_id = program.customer_id if program is not None else 0
+        client = self._client_fields(query, headers, user_agent, address, customer_id, day)
         message_id = ""
         if ivt == pb.IVT_NONE and event_type == pb.CLICK and self._duplicates is not None:
             click = PendingClick(validation, program_id, program, now, client, customer, query)
-            day = int(now // DAY_SECONDS)
             if self._write_ahead_log is None:
                 self._duplicates.submit(click, program_id, address or "", user_agent, day)
                 return Tracked(validation, program, message_id)
