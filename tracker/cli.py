@@ -6,16 +6,16 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from tracker.envconfig import SettingsError
-from tracker.integrity.signing import parse_base_url, parse_signing_keys, signed_click_url
+from tracker.envconfig import EnvReader, SettingsError
+from tracker.events.builder import PARAM_KEY
+from tracker.integrity.signing import parse_base_url, signed_click_url
 from tracker.programs.model import PROGRAM_ID, ProgramFormatError
-from tracker.settings import TrackerSettings
+from tracker.settings import TrackerSettings, signing_keys
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,7 +67,6 @@ def _programs(action: str, path: Path, settings: TrackerSettings) -> int:
 DEFAULT_LINK_TTL = 30 * 24 * 3600
 MAX_LINK_TTL = 10 * 365 * 24 * 3600
 DEFAULT_BASE_URL = "http://127.0.0.1:8080"
-_PARAM_KEY = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _LINK_OWN_PARAMS = frozenset({"program", "sig", "exp", "kid"})
 
 
@@ -113,7 +112,7 @@ def _param_arg(text: str) -> tuple[str, str]:
     key, equals, value = text.partition("=")
     if not equals:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
-    if not _PARAM_KEY.fullmatch(key):
+    if not PARAM_KEY.fullmatch(key):  # a key the tracker keeps in `params`
         raise argparse.ArgumentTypeError(f"key {key!r} must match ^[A-Za-z0-9_.-]{{1,32}}$")
     if key in _LINK_OWN_PARAMS:
         raise argparse.ArgumentTypeError(f"key {key!r} is set by the command itself")
@@ -144,18 +143,17 @@ def _base_url_arg(text: str) -> str:
 def _links_sign(
     args: argparse.Namespace, environ: Mapping[str, str], clock: Callable[[], float]
 ) -> int:
-    text = environ.get("CLICK_SIGNING_KEYS", "")
-    if not text:
+    try:
+        keys = signing_keys(EnvReader(environ))  # as `tracker serve` reads it
+    except SettingsError as exc:
+        print(f"tracker: bad setting: {exc}", file=sys.stderr)
+        return 2
+    if not keys:
         print(
             "tracker links sign: CLICK_SIGNING_KEYS is not set"
             " (kid:base64secret[,kid:base64secret...]; the first key signs)",
             file=sys.stderr,
         )
-        return 2
-    try:
-        keys = parse_signing_keys(text)
-    except ValueError as exc:
-        print(f"tracker: bad setting: CLICK_SIGNING_KEYS: {exc}", file=sys.stderr)
         return 2
     expires_at = int(clock()) + args.ttl
     try:

@@ -24,7 +24,7 @@ MAX_PARAM_VALUE = 256
 RESERVED_PARAMS = frozenset(
     {"program", "customer", "gdpr", "gdpr_consent", "uid", "exp", "kid", "sig"}
 )
-_PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
+PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
 
 NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
@@ -73,7 +73,7 @@ def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The query parameters worth keeping: well-formed keys, bounded count and lengths."""
     kept: dict[str, str] = {}
     for key, value in items:
-        if key in RESERVED_PARAMS or key in kept or not _PARAM_KEY.fullmatch(key):
+        if key in RESERVED_PARAMS or key in kept or not PARAM_KEY.fullmatch(key):
             continue
         kept[key] = value[:MAX_PARAM_VALUE]
         if len(kept) == MAX_PARAMS:
