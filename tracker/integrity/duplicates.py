@@ -17,12 +17,13 @@ back with its answer to `on_checked`, which records its event.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from redis.exceptions import RedisError
+
+from tracker.privacy.keys import client_digest
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -106,8 +107,7 @@ class DuplicateClicks(Generic[Click]):
         secret = self._secrets.for_day(day)
         if secret is None:
             return None
-        message = f"{program_id}\n{address}\n{user_agent}".encode()
-        return KEY_PREFIX + hashlib.blake2b(message, key=secret, digest_size=16).hexdigest()
+        return KEY_PREFIX + client_digest(secret, program_id, address, user_agent)
 
     async def _set_all(self, keys: list[str]) -> list[bool]:
         """Whether each key was set already (a duplicate); all False when Redis fails us."""

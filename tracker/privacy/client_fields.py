@@ -12,7 +12,6 @@ Redis lost it), so no visitor_id outlives its day.
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 from multidict import MultiMapping
@@ -21,7 +20,7 @@ from tracker.events.anonymize import anonymize_ip
 from tracker.headertext import valid_text
 from tracker.memo import BoundedMemo
 from tracker.privacy.consent import ConsentDecider
-from tracker.privacy.keys import KEY_HEX_CHARS, is_user_id, user_key
+from tracker.privacy.keys import KEY_HEX_CHARS, client_digest, is_user_id, user_key
 from tracker.privacy.referer import MAX_PARSED, minimised_referer
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -175,8 +174,5 @@ class ClientFields:
 
 
 def visitor_id(secret: bytes, address: str, user_agent: str, customer_id: int) -> str:
-    """The daily pseudonym: the same client seen by the same customer on the same day. Keyed
-    BLAKE2b is a MAC by design (no HMAC construction needed) and a third of HMAC-SHA256's cost
-    here, which a request from a new client pays."""
-    message = f"{customer_id}\n{address}\n{user_agent}".encode()
-    return hashlib.blake2b(message, key=secret, digest_size=KEY_HEX_CHARS // 2).hexdigest()
+    """The daily pseudonym: the same client seen by the same customer on the same day."""
+    return client_digest(secret, str(customer_id), address, user_agent)
