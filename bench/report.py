@@ -168,18 +168,8 @@ def privacy_lines(part: dict[str, Any]) -> list[str]:
         f"{micro['vendor_id']}, purpose {micro['purpose']}): per call, the median of "
         f"{micro['repetitions']} repetitions, in each of {micro['runs']} run(s); the figure is "
         "the median of the runs.",
-        "",
-        "| path | us per call | runs | calls per repetition | what runs |",
-        "| --- | --- | --- | --- | --- |",
     ]
-    for row in micro["paths"]:
-        runs = ", ".join(f"{f:,.2f}" for f in row["us_per_call_runs"])
-        lines.append(
-            f"| {row['path']} | {row['us_per_call']:,.2f} | {runs} | "
-            f"{row['calls_per_repetition']:,} | {row['what']} |"
-        )
-    lines.append("")
-    return lines
+    return lines + _micro_table(micro["paths"])
 
 
 def integrity_lines(part: dict[str, Any]) -> list[str]:
@@ -225,18 +215,24 @@ def integrity_lines(part: dict[str, Any]) -> list[str]:
         f"params, {micro['link_days']} days to expiry): per call, the median of "
         f"{micro['repetitions']} repetitions, in each of {micro['runs']} run(s); the figure is "
         "the median of the runs.",
+    ]
+    return lines + _micro_table(micro["paths"])
+
+
+def _micro_table(paths: list[dict[str, Any]]) -> list[str]:
+    """An in-process part's paths (bench/privacy_cost.py, bench/integrity_cost.py) as a table."""
+    lines = [
         "",
         "| path | us per call | runs | calls per repetition | what runs |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for row in micro["paths"]:
+    for row in paths:
         runs = ", ".join(f"{f:,.2f}" for f in row["us_per_call_runs"])
         lines.append(
             f"| {row['path']} | {row['us_per_call']:,.2f} | {runs} | "
             f"{row['calls_per_repetition']:,} | {row['what']} |"
         )
-    lines.append("")
-    return lines
+    return [*lines, ""]
 
 
 def _ivt_counts(observed: dict[str, float]) -> str:
