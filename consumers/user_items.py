@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from consumers.event_items import Item
+from consumers.events_writer import BATCH_LIMIT
 from consumers.retrying import until_processed, with_retries
+from consumers.suppression import BATCH_GET_LIMIT
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     )
 
 USER_KEY_INDEX = "user_key-index"
-GET_LIMIT = 100  # BatchGetItem
-WRITE_LIMIT = 25  # BatchWriteItem
 Key = dict[str, "AttributeValueTypeDef"]  # program_id and event_key
 
 
@@ -80,7 +80,7 @@ class UserItems:
             return cast("KeysAndAttributesTypeDef", left) if left and left.get("Keys") else None
 
         requests: list[KeysAndAttributesTypeDef] = [
-            {"Keys": chunk, "ConsistentRead": True} for chunk in _chunks(keys, GET_LIMIT)
+            {"Keys": chunk, "ConsistentRead": True} for chunk in _chunks(keys, BATCH_GET_LIMIT)
         ]
         await asyncio.gather(
             *(until_processed(step, r, "BatchGetItem", self._max_attempts) for r in requests)
@@ -103,7 +103,7 @@ class UserItems:
         unique = list({key_id(k): k for k in keys}.values())
         batches: list[list[WriteRequestTypeDef]] = [
             [{"DeleteRequest": {"Key": key}} for key in chunk]
-            for chunk in _chunks(unique, WRITE_LIMIT)
+            for chunk in _chunks(unique, BATCH_LIMIT)
         ]
         await asyncio.gather(
             *(
