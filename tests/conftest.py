@@ -22,6 +22,7 @@ from tracker.devstack.processes import (
     moto_server,
     redis_server,
 )
+from tracker.privacy.daily_secret import utc_day
 from tracker.settings import TrackerSettings
 
 # Property tests judge correctness, not speed: a slow CI machine must not fail them on time.
@@ -91,6 +92,17 @@ def tracker_env(
         "SHIP_LINGER_MS": "20",
         "LOG_LEVEL": "WARNING",
     }
+
+
+async def with_visitor_secret(client: Client) -> Client:
+    """The client, once its tracker holds the visitor secret of its clock's day (asked for now,
+    as a new day's first request would)."""
+    core = client.app[CORE]
+    core.secrets.fetch_soon()
+    await wait_until(
+        lambda: core.secrets.for_day(utc_day(core.clock())) is not None, what="visitor secret"
+    )
+    return client
 
 
 @pytest.fixture

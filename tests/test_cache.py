@@ -6,22 +6,12 @@ import dataclasses
 
 import pytest
 
+from tests.support.clock import FakeClock
 from tracker.programs.model import Program, ProgramDeletion
 from tracker.validation.cache import UNKNOWN, Absent, ProgramCache
 
 TTL = 600.0
 NEG_TTL = 5.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def program(program_id: str = "p1", version: int = 1, **changes: object) -> Program:

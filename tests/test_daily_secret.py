@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as redis
 
+from tests.support.clock import FakeClock
 from tests.support.waiting import wait_until
 from tracker.devstack.processes import ManagedProcess
 from tracker.privacy.daily_secret import (
@@ -22,14 +23,6 @@ from tracker.privacy.daily_secret import (
 # Today's noon: Redis expires keys by its own clock, so the injected one must not lie about the
 # date, only about the time of day.
 NOON = utc_day(time.time()) * DAY_SECONDS + DAY_SECONDS / 2
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -56,7 +49,7 @@ def has_secret(secrets: DailySecrets, day: int) -> Callable[[], bool]:
 async def test_every_tracker_gets_the_same_secret_which_expires_within_48_hours(
     client: redis.Redis,
 ) -> None:
-    clock = Clock(NOON)
+    clock = FakeClock(NOON)
     first, second = DailySecrets(client, clock), DailySecrets(client, clock)
     tasks = [await running(first), await running(second)]
     today = utc_day(NOON)
@@ -74,7 +67,7 @@ async def test_tomorrows_secret_is_fetched_before_midnight_and_yesterdays_forgot
     client: redis.Redis,
 ) -> None:
     today = utc_day(NOON)
-    clock = Clock((today + 1) * DAY_SECONDS - PREFETCH_SECONDS / 2)
+    clock = FakeClock((today + 1) * DAY_SECONDS - PREFETCH_SECONDS / 2)
     secrets = DailySecrets(client, clock)
     task = await running(secrets)
     await wait_until(has_secret(secrets, today + 1), what="tomorrow's secret")
@@ -88,7 +81,7 @@ async def test_tomorrows_secret_is_fetched_before_midnight_and_yesterdays_forgot
 
 
 async def test_a_request_of_a_new_day_gets_its_secret_fetched(client: redis.Redis) -> None:
-    clock = Clock(NOON)
+    clock = FakeClock(NOON)
     secrets = DailySecrets(client, clock)
     task = await running(secrets)
     today = utc_day(NOON)
@@ -103,7 +96,7 @@ async def test_redis_down_means_no_secret_and_counted_failures(
     client: redis.Redis, redis_proc: ManagedProcess
 ) -> None:
     redis_proc.kill()
-    secrets = DailySecrets(client, Clock(NOON))
+    secrets = DailySecrets(client, FakeClock(NOON))
     task = await running(secrets)
     await wait_until(lambda: secrets.failures >= 2, what="failures counted")
     assert secrets.for_day(utc_day(NOON)) is None
@@ -111,7 +104,7 @@ async def test_redis_down_means_no_secret_and_counted_failures(
 
 
 async def test_a_lost_key_is_put_back_so_later_trackers_agree(client: redis.Redis) -> None:
-    clock = Clock(NOON)
+    clock = FakeClock(NOON)
     today = utc_day(NOON)
     key = f"{KEY_PREFIX}{today}"
     first = DailySecrets(client, clock)

@@ -15,16 +15,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Client, StartTracker
+from tests.conftest import Client, StartTracker, with_visitor_secret
+from tests.support.clock import FakeClock
 from tests.support.kinesis import wait_for_events
 from tests.support.programs import program, write_programs
 from tests.support.tracker_process import TrackerProcess, tracker_process
-from tests.support.waiting import wait_until
 from tracker.app import CORE
 from tracker.devstack.processes import ManagedProcess
 from tracker.handlers import PIXEL_GIF
 from tracker.integrity.signing import SigningKey, signed_click_url
-from tracker.privacy.daily_secret import utc_day
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 pytestmark = pytest.mark.usefixtures("redis_proc")
@@ -169,27 +168,15 @@ async def metrics_text(tracker: TrackerProcess) -> str:
         return await response.text()
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def started(start_tracker: StartTracker, clock: Clock, **settings: str) -> Client:
-    client = await start_tracker(clock=clock, **settings)
-    core = client.app[CORE]
-    core.secrets.fetch_soon()
-    await wait_until(lambda: core.secrets.for_day(utc_day(clock())) is not None, what="secret")
-    return client
+async def started(start_tracker: StartTracker, clock: FakeClock, **settings: str) -> Client:
+    return await with_visitor_secret(await start_tracker(clock=clock, **settings))
 
 
 async def test_expiry_follows_the_clock_and_unsigned_clicks_pass_without_keys(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    clock = Clock(time.time())
+    clock = FakeClock(time.time())
     signing = await started(start_tracker, clock, CLICK_SIGNING_KEYS=keys_setting(NEW_KEY))
     unsigned = await started(start_tracker, clock, DUPLICATE_CLICK_SECONDS="0")
 
@@ -224,7 +211,7 @@ async def test_redis_down_means_not_a_duplicate_and_is_counted(
     event_stream: str,
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    client = await started(start_tracker, Clock(time.time()))
+    client = await started(start_tracker, FakeClock(time.time()))
     headers = {"User-Agent": BROWSER}
     await client.get("/v1/pixel?program=live", headers=headers)  # caches the program
     redis_proc.kill()

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from tests.conftest import Client, StartTracker
+from tests.conftest import Client, StartTracker, with_visitor_secret
+from tests.support.clock import FakeClock
 from tests.support.kinesis import read_records, wait_for_events
 from tests.support.programs import program, write_programs
 from tests.support.tcf_strings import tc_string
-from tests.support.waiting import wait_until
 from tracker.app import CORE
-from tracker.privacy.daily_secret import DAY_SECONDS, utc_day
+from tracker.privacy.daily_secret import DAY_SECONDS
 from tracker.privacy.keys import user_key
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -29,25 +29,6 @@ PROBE_REFERER = f"https://publisher.example/article/9?{PROBE_REFERER_QUERY}#prob
 PROBE_UID = "probe-uid-alice@example.com"
 PROGRAMS = [program("shoes", customer_id=42), program("hats", customer_id=43)]
 PRIVACY_ENV = {"TCF_VENDOR_ID": VENDOR, "USER_ID_KEY": USER_ID_KEY, "TRUST_FORWARDED_FOR": "true"}
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def ready(client: Client) -> Client:
-    """Once the tracker holds today's visitor secret (asked for now, as a new day's first
-    request would)."""
-    core = client.app[CORE]
-    core.secrets.fetch_soon()
-    await wait_until(
-        lambda: core.secrets.for_day(utc_day(core.clock())) is not None, what="visitor secret"
-    )
-    return client
 
 
 async def pixel(
@@ -74,15 +55,15 @@ async def test_visitor_id_is_per_client_customer_and_day_across_trackers(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    clock = Clock(time.time())
-    first = await ready(await start_tracker(clock=clock, **PRIVACY_ENV))
-    second = await ready(await start_tracker(clock=clock, **PRIVACY_ENV))
+    clock = FakeClock(time.time())
+    first = await with_visitor_secret(await start_tracker(clock=clock, **PRIVACY_ENV))
+    second = await with_visitor_secret(await start_tracker(clock=clock, **PRIVACY_ENV))
     await pixel(first, "shoes", query={"n": "1"})
     await pixel(second, "shoes", query={"n": "2"})  # another tracker, same client and customer
     await pixel(first, "hats", query={"n": "3"})  # another customer
     await pixel(first, "shoes", query={"n": "4"}, headers={"User-Agent": "Other/1.0"})
     clock.now += DAY_SECONDS  # the next day
-    await ready(first)
+    await with_visitor_secret(first)
     await pixel(first, "shoes", query={"n": "5"})
     events = await wait_for_events(kinesalite_url, event_stream, 5)
     by_n = {e.params["n"]: e.visitor_id for e in events}
@@ -96,7 +77,7 @@ async def test_denied_consent_and_gpc_leave_no_personal_value_on_the_stream(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    client = await ready(await start_tracker(**PRIVACY_ENV))
+    client = await with_visitor_secret(await start_tracker(**PRIVACY_ENV))
     denied = tc_string(purposes={1, 2, 3}, vendors={int(VENDOR)})  # no purpose 7
     granted = tc_string(purposes={1, 7}, vendors={int(VENDOR)})
     uid = {"uid": PROBE_UID}
@@ -131,7 +112,7 @@ async def test_allowed_events_keep_minimised_fields_and_only_a_key_of_the_uid(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    client = await ready(await start_tracker(**PRIVACY_ENV))
+    client = await with_visitor_secret(await start_tracker(**PRIVACY_ENV))
     granted = tc_string(purposes={1, 7}, vendors={int(VENDOR)})
     await pixel(client, "shoes", query={"gdpr": "1", "gdpr_consent": granted, "uid": PROBE_UID})
     await pixel(client, "shoes", query={"uid": PROBE_UID})
@@ -153,8 +134,8 @@ async def test_no_secret_at_hand_means_no_visitor_id_never_a_wait(
     start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
 ) -> None:
     await write_programs(redis_url, PROGRAMS)
-    clock = Clock(time.time())
-    client = await ready(await start_tracker(clock=clock, **PRIVACY_ENV))
+    clock = FakeClock(time.time())
+    client = await with_visitor_secret(await start_tracker(clock=clock, **PRIVACY_ENV))
     await pixel(client, "shoes")  # caches the program
     clock.now += 3 * DAY_SECONDS  # a day whose secret nobody fetched yet
     await pixel(client, "shoes", query={"n": "late"})
@@ -164,4 +145,4 @@ async def test_no_secret_at_hand_means_no_visitor_id_never_a_wait(
     assert late.user_agent == PROBE_AGENT  # the rest of the event is unchanged
     registry = client.app[CORE].metrics.registry
     assert registry.get_sample_value("tracker_visitor_id_unavailable_total") == 1
-    await ready(client)  # fetched in the background, for the next request
+    await with_visitor_secret(client)  # fetched in the background, for the next request

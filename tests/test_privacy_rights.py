@@ -32,6 +32,7 @@ from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
 from consumers.suppression import SuppressionList
 from consumers.user_items import UserItems
+from tests.support.clock import FakeClock
 from tests.support.consumers import (
     consumer_env,
     poll_until,
@@ -89,14 +90,6 @@ def records(payloads: Sequence[bytes], first: int = 1) -> list[StreamRecord]:
         StreamRecord(f"{49_800_000_000_000_000_000 + n:056d}", os.urandom(8).hex(), data)
         for n, data in enumerate(payloads, start=first)
     ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
