@@ -42,10 +42,11 @@ from yarl import URL
 from bench.privacy_cost import DAY, USER_AGENT, FixedSecrets, headers
 from tracker.core import _request_path_client  # the tracker's own request-path client
 from tracker.handlers import TrackingHandlers
-from tracker.integrity.crawlers import MAX_USER_AGENT, CrawlerDetector
+from tracker.integrity.crawlers import CrawlerDetector
 from tracker.integrity.duplicates import UNCHECKED, DuplicateClicks
 from tracker.integrity.prefetch import is_prefetch
 from tracker.integrity.signing import LinkVerifier, parse_signing_keys, signed_click_url
+from tracker.privacy.client_fields import MAX_USER_AGENT
 from tracker.privacy.daily_secret import DailySecrets
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.settings import TrackerSettings

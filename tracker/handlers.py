@@ -305,7 +305,7 @@ def _event_body(request: web.Request, program_id: str, tracked: Tracked) -> dict
         "customerId": program.customer_id if program else None,
         "customerName": program.customer_name if program else None,
         "checksum": program.checksum if program else None,
-        "userAgent": valid_text(request.headers.get("User-Agent", "")[:512]),
+        "userAgent": valid_text(request.headers.get("User-Agent", "")[:MAX_USER_AGENT]),
         "valid": tracked.validation == pb.OK,
         "validation": pb.Validation.Name(tracked.validation),
     }

@@ -12,8 +12,7 @@ from crawlerdetect import CrawlerDetect
 
 from tracker.memo import BoundedMemo
 
-MAX_USER_AGENTS = 8192  # at most 512 characters each: ~5 MB
-MAX_USER_AGENT = 512
+MAX_USER_AGENTS = 8192  # at most MAX_USER_AGENT (512) characters each: ~5 MB
 
 
 class CrawlerDetector:
@@ -24,8 +23,8 @@ class CrawlerDetector:
         self.is_crawler("")  # compile the patterns now (~30 ms), not on the first request
 
     def is_crawler(self, user_agent: str) -> bool:
-        """`user_agent` as the tracker keeps it: at most MAX_USER_AGENT characters (so that no
-        memo key is longer)."""
+        """`user_agent` as the handler cut it (client_fields.MAX_USER_AGENT characters at most, so
+        that no memo key is longer)."""
         known = self.known.get(user_agent)
         if known is None:
             known = self.known.remember(user_agent, bool(self._detect.isCrawler(user_agent)))
