@@ -1,43 +1,61 @@
 # One image for the tracker and both consumers; the command picks the service:
 #   docker run IMAGE tracker serve | consumers events | consumers programs | consumers init
+# `docker build .` builds that service image (the last stage). `--target lambda` builds the
+# consumers' AWS Lambda image: the same image plus the Lambda runtime interface client.
 # Build context: the repository root (see .dockerignore).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The protobuf generator, at the version CI pins, in a venv of its own that is only a tool of
+# this stage. It comes before any source so that editing the code or the README reuses it.
+RUN python -m venv /opt/protoc \
+    && /opt/protoc/bin/pip install "grpcio-tools==1.85.1"
+# Pinned runtime dependencies next: this layer is reused until the lock file changes.
+# botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, and STS/SSO
+# for credentials. Dropping the rest halves the virtualenv (100 MB -> 50 MB).
 RUN python -m venv /opt/venv
-# Pinned runtime dependencies first: this layer is reused until the lock file changes.
 COPY requirements.lock ./
-RUN /opt/venv/bin/pip install --no-compile -r requirements.lock
-# The generated protobuf code is rebuilt here from proto/, with the generator version CI pins.
+RUN /opt/venv/bin/pip install --no-compile -r requirements.lock \
+    && find /opt/venv/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
+        ! -name kinesis ! -name dynamodb ! -name sts ! -name sso ! -name sso-oidc \
+        -exec rm -rf {} + \
+    && python -m compileall -q /opt/venv/lib
+# The generated protobuf code is rebuilt from proto/ (over the committed copy), then the project
+# is installed; pyproject names README.md as the long description, so it is copied too.
 COPY proto ./proto
 COPY tracker ./tracker
 COPY consumers ./consumers
 COPY pyproject.toml README.md ./
-RUN python -m venv /opt/protoc \
-    && /opt/protoc/bin/pip install "grpcio-tools==1.85.1" \
-    && /opt/protoc/bin/python -m grpc_tools.protoc -I proto \
+RUN /opt/protoc/bin/python -m grpc_tools.protoc -I proto \
         --python_out=tracker/schema --pyi_out=tracker/schema \
         proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto \
     && /opt/venv/bin/pip install --no-deps --no-compile . \
-    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools
-# botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, and STS/SSO
-# for credentials. Dropping the rest halves the virtualenv (100 MB -> 50 MB).
-RUN find /opt/venv/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
-        ! -name kinesis ! -name dynamodb ! -name sts ! -name sso ! -name sso-oidc \
-        -exec rm -rf {} + \
-    && python -m compileall -q /opt/venv/lib
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+    && python -m compileall -q /opt/venv/lib/python3.11/site-packages/tracker \
+        /opt/venv/lib/python3.11/site-packages/consumers
 
-FROM ${PYTHON_IMAGE}
+# The Lambda runtime interface client and its dependencies, pinned, in a directory of their own:
+# the lambda stage adds it to the service image, whose venv stays exactly the service's.
+FROM ${PYTHON_IMAGE} AS lambda-ric
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN python -m pip install --no-compile --target /opt/lambda-ric \
+        "awslambdaric==4.2.2" "simplejson==4.3.0" "snapshot-restore-py==1.0.0" \
+    && python -m compileall -q /opt/lambda-ric
+
+FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HEALTHCHECK_URL=http://127.0.0.1:8080/healthz
 # uid and gid 10001: the EFS access point of the deployment (infra/cloudformation) writes as
-# 10001:10001, so files in a shared spill directory belong to the same user everywhere.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin app \
+# 10001:10001, so files in a shared spill directory belong to the same user everywhere. A plain
+# (not --system) account: 10001 is outside the system id range, which --system warns about.
+# No home directory and no login shell: the services need neither.
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin app \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/adtracker/spill
 COPY --from=build /opt/venv /opt/venv
 # The tracker's on-disk event log (see docs/deploy.md, "The spill volume"). A VOLUME, so that
@@ -53,3 +71,16 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=2)"]
 # Exec form, no shell in between: SIGTERM reaches Python, which drains and exits.
 CMD ["tracker", "serve"]
+
+# The consumers on AWS Lambda (docs/deploy.md): `docker build --target lambda .`. The events
+# function uses the default CMD; the programs function overrides it with
+# consumers.lambda_handlers.programs_handler. Lambda calls the handler; nothing listens here.
+FROM runtime AS lambda
+COPY --from=lambda-ric /opt/lambda-ric /opt/lambda-ric
+ENV PYTHONPATH=/opt/lambda-ric
+HEALTHCHECK NONE
+ENTRYPOINT ["python", "-m", "awslambdaric"]
+CMD ["consumers.lambda_handlers.events_handler"]
+
+# The default target, last: the service image.
+FROM runtime AS service

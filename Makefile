@@ -7,7 +7,7 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck openapi-check test check run show clean docker-lint cfn-lint lock bench browser
+.PHONY: install proto proto-check lint typecheck openapi-check test check run show clean docker-lint cfn-lint checkov compose-test lock bench browser
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -51,8 +51,43 @@ docker-lint: $(STAMP)
 	@command -v docker-compose >/dev/null || { echo "docker-compose is missing: apt-get install docker-compose"; exit 3; }
 	docker-compose --profile load config --quiet
 
+# The compose stack on a real Docker engine (running; .ci/run starts one): builds the images and
+# the Lambda target, brings the stack up under a project name of its own, sends pixels and clicks
+# from the host, finds exactly their items in DynamoDB, stops it (every container exits 0) and
+# removes it (down -v), also on failure. Bounded: 30-40 s with the images built, ~95 s from scratch.
+compose-test: $(STAMP)
+	$(BIN)/python infra/local/compose_check.py
+
 cfn-lint: $(STAMP)
 	$(BIN)/cfn-lint infra/cloudformation/*.yaml
+
+# checkov in a virtualenv of its own: it pins boto3/botocore versions that clash with
+# aiobotocore's in .venv. Any failed check fails; accepted findings are skipped inline in the
+# templates (Metadata: checkov: skip:, each with its reason; docs/deploy.md lists them).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+CHECKOV_FLAGS := --framework cloudformation --compact --quiet --skip-download
+
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+# checkov resolves conditions with the parameters' defaults and skips the resources they leave
+# out, so the Lambda consumers and the admin token secret are checked on a copy of services.yaml
+# whose defaults switch them on (ConsumerRuntime lambda, EnableAdminToken true).
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --directory infra/cloudformation $(CHECKOV_FLAGS)
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	  sed -e '/^  ConsumerRuntime:/,/Default:/ s/Default: ecs$$/Default: lambda/' \
+	      -e '/^  EnableAdminToken:/,/Default:/ s/Default: "false"$$/Default: "true"/' \
+	      infra/cloudformation/services.yaml > "$$dir/services.yaml" && \
+	  test "$$(diff infra/cloudformation/services.yaml "$$dir/services.yaml" | grep -c '^>')" = 2 \
+	    || { echo "checkov: could not switch the defaults in the copy of services.yaml"; exit 1; } && \
+	  echo "services.yaml with ConsumerRuntime=lambda, EnableAdminToken=true:" && \
+	  $(CHECKOV_VENV)/bin/checkov --directory "$$dir" $(CHECKOV_FLAGS)
 
 # Re-pin the image's runtime dependencies (requirements.lock) from pyproject's lower bounds.
 lock:
@@ -63,7 +98,7 @@ lock:
 	  .lock-venv/bin/pip freeze --exclude adtracker; } > requirements.lock
 	rm -rf .lock-venv
 
-check: proto-check lint typecheck openapi-check docker-lint cfn-lint test
+check: proto-check lint typecheck openapi-check docker-lint cfn-lint checkov test
 
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }
@@ -95,4 +130,4 @@ show: $(STAMP)
 	@set -a && . ./.stack/env && set +a && LOG_LEVEL=WARNING $(BIN)/consumers show $(PROGRAM)
 
 clean:
-	rm -rf $(VENV) infra/local/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) infra/local/node_modules .mypy_cache .ruff_cache .pytest_cache

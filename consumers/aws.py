@@ -13,6 +13,7 @@ from consumers.settings import ConsumerSettings
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_kinesis import KinesisClient
+    from types_aiobotocore_sqs import SQSClient
 
 # Our loops retry with their own backoff and know what to retry; botocore's standard mode still
 # absorbs short throttling bursts.
@@ -27,16 +28,33 @@ _CONFIG = AioConfig(
 async def open_clients(
     settings: ConsumerSettings, stack: AsyncExitStack
 ) -> tuple[KinesisClient, DynamoDBClient]:
-    session = get_session()
+    return await open_kinesis(settings, stack), await open_dynamodb(settings, stack)
+
+
+async def open_kinesis(settings: ConsumerSettings, stack: AsyncExitStack) -> KinesisClient:
     aws = settings.aws
-    kinesis = await stack.enter_async_context(
-        session.create_client(
+    return await stack.enter_async_context(
+        get_session().create_client(
             "kinesis", region_name=aws.region, endpoint_url=aws.kinesis_endpoint, config=_CONFIG
         )
     )
-    dynamodb = await stack.enter_async_context(
-        session.create_client(
+
+
+async def open_dynamodb(settings: ConsumerSettings, stack: AsyncExitStack) -> DynamoDBClient:
+    aws = settings.aws
+    return await stack.enter_async_context(
+        get_session().create_client(
             "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint, config=_CONFIG
         )
     )
-    return kinesis, dynamodb
+
+
+async def open_sqs(settings: ConsumerSettings, stack: AsyncExitStack) -> SQSClient:
+    return await stack.enter_async_context(
+        get_session().create_client(
+            "sqs",
+            region_name=settings.aws.region,
+            endpoint_url=settings.redrive.sqs_endpoint,
+            config=_CONFIG,
+        )
+    )

@@ -1,4 +1,4 @@
-"""`consumers` command line: init, events, programs, show, privacy."""
+"""`consumers` command line: init, events, programs, show, privacy, redrive."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tracker.envconfig import SettingsError
 from tracker.logs import configure_logging
 from tracker.privacy.keys import MAX_USER_ID, is_user_id, user_key
 
+MAX_REDRIVE_MESSAGES = 10_000
 PRIVACY_OPERATIONS = {
     "export": "print every stored event of the user as JSON lines",
     "erase": "suppress the user and delete every stored event of theirs",
@@ -34,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("program_id")
     show.add_argument("--minutes", type=float, default=60, help="how far back (default 60)")
     show.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    redrive = commands.add_parser(
+        "redrive", help="store the batches Lambda gave up on, listed in FAILURE_QUEUE_URL"
+    )
+    redrive.add_argument(
+        "--max-messages",
+        type=_bounded_count,
+        default=100,
+        help=f"handle at most this many queue messages (1-{MAX_REDRIVE_MESSAGES}, default 100)",
+    )
     privacy = commands.add_parser("privacy", help="a data subject's rights over stored events")
     operations = privacy.add_subparsers(dest="operation", required=True)
     for name, text in PRIVACY_OPERATIONS.items():
@@ -69,6 +79,8 @@ def _run(args: argparse.Namespace, settings: ConsumerSettings) -> int:
         asyncio.run(_show(settings, args.program_id, args.minutes, args.limit))
     elif args.command == "privacy":
         return _privacy(args.operation, args.user_id, settings)
+    elif args.command == "redrive":
+        return _redrive(settings, args.max_messages)
     else:
         from consumers.worker import run_worker  # noqa: PLC0415
 
@@ -82,6 +94,30 @@ async def _show(settings: ConsumerSettings, program_id: str, minutes: float, lim
 
     async for event in recent_events(settings, program_id, minutes, limit):
         print(json.dumps(event))
+
+
+def _bounded_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number") from None
+    if not 1 <= count <= MAX_REDRIVE_MESSAGES:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_REDRIVE_MESSAGES}")
+    return count
+
+
+def _redrive(settings: ConsumerSettings, max_messages: int) -> int:
+    """Print the summary as one JSON object; exit 1 when any message had to be kept."""
+    from consumers.redrive import redrive  # noqa: PLC0415
+
+    queue_url = settings.redrive.queue_url
+    if queue_url is None:
+        print("consumers redrive: FAILURE_QUEUE_URL is not set", file=sys.stderr)
+        return 2
+    _log_to_stderr()
+    summary = asyncio.run(redrive(settings, queue_url, max_messages))
+    print(json.dumps(summary.as_json()))
+    return 1 if summary.kept else 0
 
 
 def _privacy(operation: str, user_id: str, settings: ConsumerSettings) -> int:

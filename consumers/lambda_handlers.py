@@ -1,12 +1,16 @@
 """AWS Lambda adapters: the same processors, fed by Lambda's Kinesis event source.
 
 Configure the event source mapping with `FunctionResponseTypes: ["ReportBatchItemFailures"]`.
-Records are processed in order in chunks; at the first chunk that cannot be stored (after a few
-quick retries, since a Lambda has a deadline) the handler reports that chunk's first sequence
-number, and Lambda retries the batch from there. Undecodable records are dead-lettered, not
-failed, so one bad record never blocks its shard. Events of suppressed users are not stored,
-exactly as in the worker (the same processor); each invocation starts with an empty suppression
-cache.
+Records are stored in order in chunks; at the first chunk that cannot be stored (after a few quick
+retries) or that would outlast the invocation's deadline, the handler reports that chunk's first
+sequence number and Lambda retries the batch from there (consumers/lambda_batch.py). Undecodable
+records are dead-lettered, not failed, so one bad record never blocks its shard. Events of
+suppressed users are not stored, exactly as in the worker (the same processor).
+
+One execution environment runs one invocation at a time and many in a row, so it keeps one event
+loop and the clients opened on it: they are opened on the first invocation and reused, and opened
+anew after an invocation that could not store everything (a connection broken while the
+environment was frozen must not fail every later batch) or when the settings changed.
 
 Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers.programs_handler`.
 """
@@ -14,98 +18,79 @@ Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
-from typing import Any
 
-import redis.asyncio as redis
+import uvloop
 
-from consumers.aws import open_clients
-from consumers.dead_letters import DeadLetterTable
-from consumers.events_processor import build_events_processor
-from consumers.metrics import ConsumerMetrics
-from consumers.programs_processor import ProgramsProcessor
-from consumers.records import RecordProcessor, StreamRecord
-from consumers.retrying import TRANSIENT, UnprocessedItemsError
+from consumers.lambda_batch import deadline_of, parse_event, process_in_order
+from consumers.processors import Kind, OpenedProcessors
 from consumers.settings import ConsumerSettings
-from tracker.programs.redis_writer import ProgramWriter
+from tracker.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
-CHUNK = 100
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # quick retries only: Lambda retries the batch itself
 BatchResponse = dict[str, list[dict[str, str]]]
 
 
-def events_handler(event: dict[str, Any], context: object = None) -> BatchResponse:
-    return asyncio.run(_handle(event, "events"))
+class ExecutionEnvironment:
+    """What one Lambda execution environment keeps between invocations."""
 
+    def __init__(self) -> None:
+        self._runner: asyncio.Runner | None = None
+        self._opened: OpenedProcessors | None = None
+        self.openings = 0  # how often clients were opened: once per environment, if all is well
 
-def programs_handler(event: dict[str, Any], context: object = None) -> BatchResponse:
-    return asyncio.run(_handle(event, "programs"))
+    def handle(self, event: object, context: object, kind: Kind) -> BatchResponse:
+        if self._runner is None:
+            self._runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        return self._runner.run(self._handle(event, context, kind))
 
+    def close(self) -> None:
+        """Close the clients and the loop (the next invocation would open them again)."""
+        if self._runner is None:
+            return
+        self._runner.run(self._discard())
+        self._runner.close()
+        self._runner = None
 
-def parse_event(event: dict[str, Any]) -> list[tuple[str, StreamRecord]]:
-    """(shard id, record) for each record of a Lambda Kinesis event, in delivery order."""
-    parsed = []
-    for entry in event.get("Records", []):
-        kinesis = entry["kinesis"]
-        shard_id = entry.get("eventID", "").split(":", 1)[0] or "unknown-shard"
-        record = StreamRecord(
-            kinesis["sequenceNumber"],
-            kinesis.get("partitionKey", ""),
-            base64.b64decode(kinesis["data"]),
-        )
-        parsed.append((shard_id, record))
-    return parsed
-
-
-async def _handle(event: dict[str, Any], kind: str) -> BatchResponse:
-    settings = ConsumerSettings.from_env()
-    records = parse_event(event)
-    async with AsyncExitStack() as stack:
-        processor = await _processor(settings, kind, stack)
-        return {"batchItemFailures": await process_in_order(processor, records)}
-
-
-async def process_in_order(
-    processor: RecordProcessor, records: Sequence[tuple[str, StreamRecord]]
-) -> list[dict[str, str]]:
-    """Process chunk by chunk; on the first failure name the chunk's first record and stop."""
-    for start in range(0, len(records), CHUNK):
-        chunk = records[start : start + CHUNK]
-        shard_id = chunk[0][0]
+    async def _handle(self, event: object, context: object, kind: Kind) -> BatchResponse:
+        records = parse_event(event)
+        deadline = deadline_of(context, asyncio.get_running_loop())
+        opened = await self._processors(ConsumerSettings.from_env())
         try:
-            await processor.process(shard_id, [record for _, record in chunk])
-        except (*TRANSIENT, UnprocessedItemsError) as exc:
-            first = chunk[0][1].sequence_number
-            log.warning(
-                "batch failed; Lambda will retry from a record",
-                extra={"sequence_number": first, "error": str(exc)},
-            )
-            return [{"itemIdentifier": first}]
-    return []
+            retry_from = await process_in_order(opened.get(kind), records, deadline)
+        except BaseException:
+            await self._discard()  # a bug or a cancellation: trust nothing opened
+            raise
+        if retry_from is None:
+            return {"batchItemFailures": []}
+        await self._discard()
+        return {"batchItemFailures": [{"itemIdentifier": retry_from}]}
+
+    async def _processors(self, settings: ConsumerSettings) -> OpenedProcessors:
+        if self._opened is not None and self._opened.settings != settings:
+            await self._discard()
+        if self._opened is None:
+            # Our JSON lines instead of the runtime's plain text, which drops their fields; and
+            # LOG_LEVEL=DEBUG reaches our loggers only, never the libraries' payload dumps.
+            configure_logging(settings.log_level)
+            self._opened = await OpenedProcessors.open(settings, MAX_ATTEMPTS)
+            self.openings += 1
+        return self._opened
+
+    async def _discard(self) -> None:
+        opened, self._opened = self._opened, None
+        if opened is not None:
+            await opened.close()
 
 
-async def _processor(
-    settings: ConsumerSettings, kind: str, stack: AsyncExitStack
-) -> RecordProcessor:
-    metrics = ConsumerMetrics()
-    _, dynamodb = await open_clients(settings, stack)
-    dead_letters = DeadLetterTable(
-        dynamodb, settings.dead_letter_table, metrics, MAX_ATTEMPTS, settings.dead_letter_ttl_days
-    )
-    if kind == "events":
-        # Suppressed users' events are dropped here too: the same processor as the worker's.
-        return build_events_processor(settings, dynamodb, dead_letters, metrics, MAX_ATTEMPTS)
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
-    stack.push_async_callback(client.aclose)
-    return ProgramsProcessor(
-        settings.program_stream,
-        ProgramWriter(client, settings.program_channel),
-        dead_letters,
-        metrics,
-        MAX_ATTEMPTS,
-    )
+ENVIRONMENT = ExecutionEnvironment()
+
+
+def events_handler(event: object, context: object = None) -> BatchResponse:
+    return ENVIRONMENT.handle(event, context, "events")
+
+
+def programs_handler(event: object, context: object = None) -> BatchResponse:
+    return ENVIRONMENT.handle(event, context, "programs")

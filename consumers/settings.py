@@ -37,6 +37,14 @@ class PrivacySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedriveSettings:
+    """`consumers redrive`: where Lambda's on-failure destination puts failed batches."""
+
+    queue_url: str | None  # FAILURE_QUEUE_URL, the SQS queue; unset: redrive refuses to run
+    sqs_endpoint: str | None  # AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL (an emulator)
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     aws: AwsSettings
     redis_url: str
@@ -51,6 +59,7 @@ class ConsumerSettings:
     dead_letter_ttl_days: int
     privacy: PrivacySettings
     leases: LeaseSettings
+    redrive: RedriveSettings
     poll_seconds: float
     metrics_host: str
     metrics_port: int
@@ -75,6 +84,7 @@ class ConsumerSettings:
             ),
             privacy=_privacy_settings(env),
             leases=_lease_settings(env),
+            redrive=_redrive_settings(env),
             poll_seconds=env.integer("CONSUMER_POLL_MS", 1000, minimum=10, maximum=60_000) / 1000,
             metrics_host=env.text("CONSUMER_METRICS_HOST", "0.0.0.0"),
             metrics_port=env.integer("CONSUMER_METRICS_PORT", 9101, minimum=0, maximum=65535),
@@ -89,6 +99,15 @@ def _lease_settings(env: EnvReader) -> LeaseSettings:
         duration_seconds=duration,
         renew_seconds=duration / 3,
         discovery_seconds=env.number("SHARD_DISCOVERY_SECONDS", 10, minimum=0.1, maximum=3600),
+    )
+
+
+def _redrive_settings(env: EnvReader) -> RedriveSettings:
+    schemes = ("http", "https")
+    common = env.url("AWS_ENDPOINT_URL", None, schemes=schemes)
+    return RedriveSettings(
+        queue_url=env.url("FAILURE_QUEUE_URL", None, schemes=schemes),
+        sqs_endpoint=env.url("AWS_ENDPOINT_URL_SQS", common, schemes=schemes),
     )
 
 

@@ -1,11 +1,13 @@
-"""The Lambda adapters, called with Lambda's Kinesis event shape, against real moto and Redis."""
+"""The Lambda adapters, called with Lambda's Kinesis event shape, against real moto and Redis.
+
+awslambdaric driving them through the Runtime API is tests/test_lambda_runtime.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,7 +15,13 @@ import pytest
 import redis.asyncio as redis
 from redis.asyncio.client import PubSub
 
-from consumers.lambda_handlers import CHUNK, BatchResponse, events_handler, programs_handler
+from consumers.lambda_batch import CHUNK, DEADLINE_MARGIN_SECONDS, MalformedEventError
+from consumers.lambda_handlers import (
+    ENVIRONMENT,
+    BatchResponse,
+    events_handler,
+    programs_handler,
+)
 from consumers.settings import ConsumerSettings
 from tests.support.consumers import (
     consumer_env,
@@ -23,50 +31,37 @@ from tests.support.consumers import (
     scan_table,
     stored_message_ids,
 )
-from tests.support.dynamodb_proxy import FaultyDynamoDBProxy, WriteRequest
+from tests.support.dynamodb_proxy import FaultyDynamoDBProxy, WriteRequest, never
+from tests.support.lambda_events import SHARD, kinesis_event, sequence
 from tests.support.programs import program
+from tests.support.stalling_proxy import StallingDynamoDBProxy
 from tracker.devstack.processes import free_port
 
-SHARD = "shardId-000000000000"
 Handler = Callable[[dict[str, Any], object], BatchResponse]
 
 
-def sequence(n: int) -> str:
-    return f"{49_600_000_000_000_000_000 + n:056d}"
+class Context:
+    """Lambda's context object, as far as the handlers use it: the time left."""
+
+    def __init__(self, seconds_left: float) -> None:
+        self._deadline = time.time() + seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
 
 
-def kinesis_event(
-    payloads: list[bytes], settings: ConsumerSettings, stream: str, first: int = 1
-) -> dict[str, Any]:
-    """What Lambda's Kinesis event source hands a function."""
-    arn = f"arn:aws:kinesis:{settings.aws.region}:123456789012:stream/{stream}"
-    entries = []
-    for n, data in enumerate(payloads):
-        seq = sequence(first + n)
-        entries.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": os.urandom(8).hex(),
-                    "sequenceNumber": seq,
-                    "data": base64.b64encode(data).decode(),
-                    "approximateArrivalTimestamp": 1_700_000_000.123,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{SHARD}:{seq}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/consumer",
-                "awsRegion": settings.aws.region,
-                "eventSourceARN": arn,
-            }
-        )
-    return {"Records": entries}
+async def invoke(
+    handler: Handler, event: dict[str, Any], context: Context | None = None
+) -> BatchResponse:
+    """Handlers run their own event loop, so they run in a thread of their own, as in Lambda."""
+    return await asyncio.to_thread(handler, event, context)
 
 
-async def invoke(handler: Handler, event: dict[str, Any]) -> BatchResponse:
-    """Handlers call asyncio.run, so they run in a thread of their own, as in Lambda."""
-    return await asyncio.to_thread(handler, event, None)
+@pytest.fixture(autouse=True)
+async def _fresh_environment() -> AsyncIterator[None]:
+    """Each test starts like a new execution environment; its clients are closed after it."""
+    yield
+    await asyncio.to_thread(ENVIRONMENT.close)
 
 
 @pytest.fixture
@@ -153,29 +148,112 @@ async def test_events_handler_names_the_first_record_when_dynamodb_is_unreachabl
     assert await events_stored(settings) == {}
 
 
-async def test_events_handler_fails_from_the_chunk_dynamodb_keeps_refusing(
+async def test_a_partly_stored_chunk_is_reported_and_the_retry_stores_the_rest_once(
     settings: ConsumerSettings, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     payloads = make_events(2 * CHUNK + 10)
-    refused = message_ids(payloads[CHUNK : 2 * CHUNK])  # the second chunk, every time
+    # DynamoDB keeps refusing the second half of the second chunk; its first half is stored.
+    refused = message_ids(payloads[CHUNK + CHUNK // 2 : 2 * CHUNK])
 
-    def refuse_second_chunk(request: WriteRequest) -> bool:
+    def refuse_some(request: WriteRequest) -> bool:
         return request["PutRequest"]["Item"]["message_id"]["S"] in refused
 
-    proxy = await FaultyDynamoDBProxy(moto_url, refuse_second_chunk).start()
+    proxy = await FaultyDynamoDBProxy(moto_url, refuse_some).start()
+    openings = ENVIRONMENT.openings
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
         event = kinesis_event(payloads, settings, settings.event_stream)
         answer = await invoke(events_handler, event)
+        # Lambda retries from the first record of the chunk that failed; the third never started
+        assert answer == {"batchItemFailures": [{"itemIdentifier": sequence(CHUNK + 1)}]}
+        assert proxy.withheld_requests > 0
+        stored = await events_stored(settings)
+        assert {k: stored[k] for k in message_ids(payloads[:CHUNK])} == dict.fromkeys(
+            message_ids(payloads[:CHUNK]), 1
+        )
+        assert not (message_ids(payloads[2 * CHUNK :]) | refused) & set(stored)
+
+        # Lambda sends the batch again from the reported record; DynamoDB accepts now.
+        proxy.should_withhold = never
+        retry = kinesis_event(payloads[CHUNK:], settings, settings.event_stream, CHUNK + 1)
+        assert await invoke(events_handler, retry) == {"batchItemFailures": []}
     finally:
         await proxy.close()
-    # Lambda retries from the first record of the chunk that failed; the third was never tried
+    assert await events_stored(settings) == dict.fromkeys(message_ids(payloads), 1)
+    assert (
+        ENVIRONMENT.openings == openings + 2
+    )  # the failed invocation's clients were not trusted again
+
+
+async def test_one_execution_environment_opens_its_clients_once(
+    settings: ConsumerSettings, redis_client: redis.Redis
+) -> None:
+    batches = [make_events(3) for _ in range(3)]
+    openings = ENVIRONMENT.openings
+    for n, payloads in enumerate(batches):
+        event = kinesis_event(payloads, settings, settings.event_stream, first=10 * n)
+        assert await invoke(events_handler, event) == {"batchItemFailures": []}
+    programs = kinesis_event([program_record(version=1)], settings, settings.program_stream)
+    assert await invoke(programs_handler, programs) == {"batchItemFailures": []}
+    assert ENVIRONMENT.openings == openings + 1
+    every = message_ids([p for payloads in batches for p in payloads])
+    assert await events_stored(settings) == dict.fromkeys(every, 1)
+    assert await redis_client.hget("program:shoes", "version") == "1"
+
+
+async def test_an_invocation_out_of_time_stores_nothing_and_reports_its_first_record(
+    settings: ConsumerSettings,
+) -> None:
+    payloads = make_events(5)
+    event = kinesis_event(payloads, settings, settings.event_stream, first=20)
+    context = Context(seconds_left=DEADLINE_MARGIN_SECONDS / 2)
+    answer = await invoke(events_handler, event, context)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": sequence(20)}]}
+    assert await events_stored(settings) == {}
+
+
+async def test_a_chunk_that_would_outlast_the_deadline_is_cut_and_reported(
+    settings: ConsumerSettings, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payloads = make_events(3 * CHUNK)
+    stalled = message_ids(payloads[CHUNK : 2 * CHUNK])
+
+    def in_second_chunk(request: WriteRequest) -> bool:
+        return request["PutRequest"]["Item"]["message_id"]["S"] in stalled
+
+    proxy = await StallingDynamoDBProxy(moto_url, in_second_chunk).start()
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+        event = kinesis_event(payloads, settings, settings.event_stream)
+        # The second chunk's writes never finish: the handler must answer before the deadline
+        # instead of being killed with the whole batch failed.
+        answer = await invoke(events_handler, event, Context(seconds_left=5))
+        assert proxy.stalled_calls > 0
+    finally:
+        await proxy.close()
     assert answer == {"batchItemFailures": [{"itemIdentifier": sequence(CHUNK + 1)}]}
-    assert proxy.withheld_requests > 0
     stored = await events_stored(settings)
-    assert message_ids(payloads[:CHUNK]) <= set(stored)
+    assert {k: stored[k] for k in message_ids(payloads[:CHUNK])} == dict.fromkeys(
+        message_ids(payloads[:CHUNK]), 1
+    )
     assert not message_ids(payloads[2 * CHUNK :]) & set(stored)
-    assert not refused & set(stored)
+
+
+@pytest.mark.parametrize(
+    ("event", "error"),
+    [
+        ({"records": []}, "no Records list"),
+        ({"Records": [{"eventID": "x"}]}, "record 0 has no kinesis object"),
+        ({"Records": [{"kinesis": {"sequenceNumber": "12a", "data": ""}}]}, "sequenceNumber"),
+        ({"Records": [{"kinesis": {"sequenceNumber": "12", "data": "!!"}}]}, "not base64"),
+        ({"Records": [{"kinesis": {"sequenceNumber": "12", "data": 5}}]}, "no string"),
+    ],
+)
+async def test_an_event_that_is_no_kinesis_batch_fails_the_invocation_clearly(
+    settings: ConsumerSettings, event: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(MalformedEventError, match=error):
+        await invoke(events_handler, event)
 
 
 # programs_handler

@@ -25,7 +25,7 @@ from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import Item
 from consumers.events_processor import EventsProcessor, Suppression
 from consumers.events_writer import EventsWriter, Rejected
-from consumers.lambda_handlers import events_handler
+from consumers.lambda_handlers import ENVIRONMENT, events_handler
 from consumers.metrics import ConsumerMetrics
 from consumers.privacy_table import PrivacyTable
 from consumers.records import StreamRecord
@@ -265,7 +265,10 @@ async def test_the_lambda_handler_honours_suppression(
     alice = [user_event(ALICE) for _ in range(2)]
     others = [user_event(BOB), user_event(None)]
     event = lambda_event([alice[0], others[0], GARBAGE, alice[1], others[1]])
-    answer = await asyncio.to_thread(events_handler, event, None)
+    try:
+        answer = await asyncio.to_thread(events_handler, event, None)
+    finally:
+        await asyncio.to_thread(ENVIRONMENT.close)  # the handler keeps its loop between calls
     assert answer == {"batchItemFailures": []}
     assert await stored(settings) == ids(others)
     assert settings.aws.dynamodb_endpoint is not None

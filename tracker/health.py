@@ -7,7 +7,7 @@ import hmac
 import logging
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError
 
 from tracker.core import TrackerCore
@@ -46,7 +46,7 @@ class OpsHandlers:
         return problems
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._core.metrics.registry)
+        body = await self._core.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def purge(self, request: web.Request) -> web.Response:

@@ -1,13 +1,15 @@
 """Prometheus metrics of one tracker process, in a registry of its own.
 
 Per-request metrics live in `hot` (plain numbers, see hotstats); the rest are ordinary
-prometheus_client metrics, with children for known label values bound once here.
+prometheus_client metrics, with children for known label values bound once here. With
+TRACKER_WORKERS > 1 a scrape reports every worker (`shared`, see tracker.workermetrics).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -15,11 +17,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
+    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tracker.hotstats import HotStats
+
+if TYPE_CHECKING:
+    from tracker.workermetrics.worker import SharedMetrics
 
 # The *_created series double the exposition size and say nothing a process-start gauge doesn't.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -36,6 +42,14 @@ class TrackerMetrics:
         self.registry.register(self.hot)
         self._define_cache_metrics()
         self._define_shipping_metrics()
+        # Set for a worker of TRACKER_WORKERS > 1 (tracker.server): scrapes merge every worker.
+        self.shared: SharedMetrics | None = None
+
+    async def exposition(self) -> bytes:
+        """The Prometheus text of /metrics."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        return await self.shared.exposition()
 
     def _define_cache_metrics(self) -> None:
         updates = Counter(

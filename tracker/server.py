@@ -2,11 +2,14 @@
 
 Each worker is a whole tracker with its own cache, subscription and shipper. The supervisor only
 starts workers, restarts one that dies, and passes SIGTERM/SIGINT on, waiting for their drains.
+It also owns the private directory where workers share their metrics (tracker.workermetrics): it
+makes it, folds a dead worker's counts into the retired ones before restarting it, and removes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import multiprocessing
 import signal
@@ -17,9 +20,12 @@ from types import FrameType
 import uvloop
 from aiohttp import web
 
-from tracker.app import create_app
+from tracker.app import CORE, create_app
 from tracker.logs import configure_logging
 from tracker.settings import TrackerSettings
+from tracker.workermetrics.directory import SnapshotDirectory
+from tracker.workermetrics.home import MetricsHome
+from tracker.workermetrics.worker import SharedMetrics, WorkerSlot
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,18 @@ def serve(settings: TrackerSettings) -> None:
         Supervisor(settings).run()
 
 
-def run_worker(settings: TrackerSettings, reuse_port: bool) -> None:
+def run_worker(settings: TrackerSettings, reuse_port: bool, slot: WorkerSlot | None = None) -> None:
     configure_logging(settings.log_level)
+    shared: list[SharedMetrics] = []  # the worker's, once its app exists
 
     async def make_app() -> web.Application:
-        return create_app(settings)
+        app = create_app(settings)
+        if slot is not None:
+            metrics = app[CORE].metrics
+            metrics.shared = SharedMetrics(metrics.registry, slot)
+            app.cleanup_ctx.append(metrics.shared.lifecycle)
+            shared.append(metrics.shared)
+        return app
 
     log.info(
         "tracker starting",
@@ -55,11 +68,13 @@ def run_worker(settings: TrackerSettings, reuse_port: bool) -> None:
         shutdown_timeout=5.0,
         handle_signals=True,
     )
+    for metrics in shared:
+        metrics.save_final()  # after the drain, whose counts it holds
     log.info("tracker stopped", extra={"instance": settings.instance_id})
 
 
-def _worker_main(settings: TrackerSettings) -> None:
-    run_worker(settings, reuse_port=True)
+def _worker_main(settings: TrackerSettings, slot: WorkerSlot) -> None:
+    run_worker(settings, reuse_port=True, slot=slot)
 
 
 class Supervisor:
@@ -67,18 +82,34 @@ class Supervisor:
         self._settings = settings
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[BaseProcess | None] = [None] * settings.workers
+        self._slots: list[WorkerSlot | None] = [None] * settings.workers
+        self._starts = itertools.count()
+        self._home = MetricsHome()
         self._stopping = False
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         log.info("starting tracker workers", extra={"workers": self._settings.workers})
-        while not self._stopping:
-            for index, worker in enumerate(self._workers):
-                if worker is None or not worker.is_alive():
-                    self._workers[index] = self._start(index, worker)
-            time.sleep(0.2)
-        self._shutdown()
+        self._snapshots = self._open_snapshots()
+        try:
+            while not self._stopping:
+                for index, worker in enumerate(self._workers):
+                    if worker is None or not worker.is_alive():
+                        self._workers[index] = self._start(index, worker)
+                time.sleep(0.2)
+            self._shutdown()
+        finally:
+            self._home.close()
+
+    def _open_snapshots(self) -> SnapshotDirectory:
+        try:
+            return SnapshotDirectory(self._home.open())
+        except OSError as exc:
+            raise SystemExit(
+                "tracker: TRACKER_WORKERS > 1 needs a writable temporary directory (TMPDIR)"
+                f" for the workers' metrics: {exc}"
+            ) from None
 
     def _start(self, index: int, previous: BaseProcess | None) -> BaseProcess:
         if previous is not None:
@@ -86,15 +117,28 @@ class Supervisor:
                 "tracker worker died, restarting",
                 extra={"worker": index, "exitcode": previous.exitcode},
             )
+            self._retire(index)
             time.sleep(RESTART_DELAY)
         settings = dataclasses.replace(
             self._settings, instance_id=f"{self._settings.instance_id}-w{index}"
         )
+        slot = WorkerSlot(self._snapshots.path, f"w{index}-{next(self._starts)}")
+        self._slots[index] = slot
         process = self._context.Process(
-            target=_worker_main, args=(settings,), name=f"tracker-worker-{index}"
+            target=_worker_main, args=(settings, slot), name=f"tracker-worker-{index}"
         )
         process.start()
         return process
+
+    def _retire(self, index: int) -> None:
+        """The dead worker's counts into the retired ones: later sums still hold them."""
+        slot = self._slots[index]
+        if slot is None:
+            return
+        try:
+            self._snapshots.retire(slot.name)
+        except OSError as exc:
+            log.error("cannot fold a dead worker's metrics", extra={"error": str(exc)})
 
     def _stop(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True

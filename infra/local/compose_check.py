@@ -1,0 +1,231 @@
+"""`make compose-test`: the compose stack on a real Docker engine, end to end.
+
+1. Builds the images: the service image and kinesalite (through compose) and the Lambda target.
+2. `up -d` under a project name (and network name) of its own, so that a developer's own stack
+   is never touched, and waits until every service is healthy and `init` has exited 0.
+3. Sends pixels and clicks from the host to 127.0.0.1:8080, each with a marker of its own, and
+   invokes the Lambda image's handler with one more event; then finds exactly their items in
+   DynamoDB (every one, once, nothing else) with `consumers show` in the consumers' container.
+4. Stops the stack and checks that every container, the one-shot `init` too, exited 0: the app
+   services stop first (they depend on the backends' health) and drain into live backends.
+5. Always removes the stack (`down -v`); on a failure it prints the services' logs first.
+
+Every wait is bounded. Run from the repository root: .venv/bin/python infra/local/compose_check.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from compose_stack import (
+    CheckError,
+    ContainerState,
+    Project,
+    compose_command,
+    image_present,
+    run,
+    say,
+    wait_until,
+)
+from compose_traffic import (
+    Comparison,
+    Sent,
+    Tracker,
+    compare,
+    parse_items,
+    send_pixels_and_clicks,
+)
+from lambda_check import Invocation, build_lambda_image, invoke_events_handler
+
+PIXELS, CLICKS = 50, 20
+PROGRAM = "demo-shoes"
+TRACKER_PORT = 8080
+ENV_FILE = "infra/local/containers.env"
+# The services of the stack (profiles aside); a service added to the compose file belongs here.
+SERVICES = frozenset(
+    {"redis", "kinesis", "dynamodb", "init", "tracker", "consumers-events", "consumers-programs"}
+)
+ONE_SHOT = "init"
+BACKENDS = frozenset({"redis", "kinesis", "dynamodb"})
+SUPPORTED_NODE_IMAGE = "node:24-alpine"
+STAND_IN_NODE_IMAGE = "node:20-alpine"  # the only Node.js image where no registry is reachable
+BUILD_SECONDS, UP_SECONDS, HEALTHY_SECONDS, STORED_SECONDS, STOP_SECONDS = 900, 300, 180, 90, 180
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so that `finally` still removes the stack
+    started = time.monotonic()
+    name = f"adtracker-ct-{secrets.token_hex(4)}"
+    passed = False
+    project: Project | None = None
+    try:
+        if run(["docker", "info"], timeout=60).returncode != 0:
+            raise CheckError("no Docker engine answers: start one first")
+        _require_free_port(TRACKER_PORT)
+        node_image = _node_image()
+        say(f"kinesalite is built on {node_image}")
+        variables = {"ADTRACKER_NETWORK": f"{name}-net", "KINESALITE_NODE_IMAGE": node_image}
+        project = Project(name, compose_command(), variables)
+        _check_stack(project)
+        passed = True
+    except CheckError as exc:
+        say(f"FAILED: {exc}")
+    finally:
+        if project is not None:
+            _remove(project, show_logs=not passed)
+    say(f"{'passed' if passed else 'failed'} in {time.monotonic() - started:.0f} s")
+    return 0 if passed else 1
+
+
+def _check_stack(project: Project) -> None:
+    _timed("built the images", lambda: _build(project))
+    _timed("the stack is up and healthy", lambda: _up(project))
+    sent = _send(project)
+    _timed(f"found exactly the {len(sent)} items", lambda: _find_items(project, sent))
+    _timed("stopped: every container exited 0, the app services first", lambda: _stop(project))
+
+
+def _timed(done: str, step: Callable[[], None]) -> None:
+    started = time.monotonic()
+    step()
+    say(f"{done} ({time.monotonic() - started:.1f} s)")
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _require_free_port(port: int) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise CheckError(f"127.0.0.1:{port} is taken (a `make run` or another stack?)")
+
+
+def _node_image() -> str:
+    """kinesalite's base: the supported Node.js unless it cannot be had, then the stand-in."""
+    chosen = os.environ.get("KINESALITE_NODE_IMAGE")
+    if chosen:
+        return chosen
+    if image_present(SUPPORTED_NODE_IMAGE):
+        return SUPPORTED_NODE_IMAGE
+    if run(["docker", "pull", "-q", SUPPORTED_NODE_IMAGE], timeout=300).returncode == 0:
+        return SUPPORTED_NODE_IMAGE
+    if not image_present(STAND_IN_NODE_IMAGE):
+        raise CheckError(f"neither {SUPPORTED_NODE_IMAGE} nor {STAND_IN_NODE_IMAGE} is available")
+    version = run(["docker", "run", "--rm", STAND_IN_NODE_IMAGE, "node", "--version"], timeout=60)
+    say(
+        f"NOTE: {SUPPORTED_NODE_IMAGE} cannot be pulled here; kinesalite is built on the local "
+        f"{STAND_IN_NODE_IMAGE} instead (Node.js {version.stdout.strip() or 'of unknown version'})"
+    )
+    return STAND_IN_NODE_IMAGE
+
+
+def _build(project: Project) -> None:
+    project.compose("build", timeout=BUILD_SECONDS)
+    build_lambda_image(timeout=BUILD_SECONDS)
+
+
+def _up(project: Project) -> None:
+    project.compose("up", "-d", timeout=UP_SECONDS)
+    wait_until("every service healthy", HEALTHY_SECONDS, lambda: _all_healthy(project))
+
+
+def _all_healthy(project: Project) -> bool:
+    """True once every service is healthy and init is done; a service that failed fails at once."""
+    states = {state.service: state for state in project.containers()}
+    for state in states.values():
+        if state.service == ONE_SHOT:
+            if state.status == "exited" and state.exit_code != 0:
+                raise CheckError(f"{state.name} exited {state.exit_code}")
+        elif state.status in {"exited", "dead", "restarting"} or state.health == "unhealthy":
+            raise CheckError(f"{state.name} is {state.health or state.status}")
+    return set(states) >= SERVICES and all(
+        (state.status == "exited") if service == ONE_SHOT else (state.health == "healthy")
+        for service, state in states.items()
+    )
+
+
+def _send(project: Project) -> list[Sent]:
+    run_id = project.name.removeprefix("adtracker-")
+    tracker = Tracker("127.0.0.1", TRACKER_PORT, PROGRAM, _landing_url(PROGRAM))
+    sent = send_pixels_and_clicks(tracker, run_id, PIXELS, CLICKS)
+    say(f"sent {PIXELS} pixels and {CLICKS} clicks from the host, every answer as expected")
+    invocation = Invocation(
+        project.variables["ADTRACKER_NETWORK"], ENV_FILE, PROGRAM, f"{run_id}-lambda-0"
+    )
+    return [*sent, invoke_events_handler(invocation)]
+
+
+def _landing_url(program_id: str) -> str:
+    programs = json.loads(Path("infra/local/programs.json").read_text())
+    return next(str(p["landing_url"]) for p in programs if p["program_id"] == program_id)
+
+
+def _find_items(project: Project, sent: list[Sent]) -> None:
+    """Poll the events table until every request's item is there; then it must be exact."""
+    show = ["consumers", "show", PROGRAM, "--minutes", "30", "--limit", "1000"]
+    exec_show = ["exec", "-T", "-e", "LOG_LEVEL=WARNING", "consumers-events", *show]
+    outcome: list[Comparison] = []
+
+    def all_stored() -> bool:
+        outcome[:] = [compare(sent, parse_items(project.compose(*exec_show, timeout=60).stdout))]
+        return not outcome[0].missing
+
+    try:
+        wait_until("every request's item in DynamoDB", STORED_SECONDS, all_stored)
+    except CheckError as exc:
+        raise CheckError(f"{exc}: {outcome[0].describe() if outcome else ''}") from None
+    if not outcome[0].exact:
+        raise CheckError(f"items in DynamoDB: {outcome[0].describe()}")
+
+
+def _stop(project: Project) -> None:
+    project.compose("stop", timeout=STOP_SECONDS)
+    states = project.containers()
+    missing = SERVICES - {state.service for state in states}
+    if missing:
+        raise CheckError(f"no container for {', '.join(sorted(missing))}")
+    failed = [f"{s.name}: {s.status} {s.exit_code}" for s in states if s.exit_code != 0]
+    failed += [f"{s.name}: {s.status}" for s in states if s.status != "exited"]
+    if failed:
+        raise CheckError("after stop: " + "; ".join(failed))
+    _require_backends_stopped_last(states)
+
+
+def _require_backends_stopped_last(states: list[ContainerState]) -> None:
+    """The app services drain into live backends: each stopped before any backend did."""
+    backends_stopped = min(s.finished_at for s in states if s.service in BACKENDS)
+    late = [
+        s.name
+        for s in states
+        if s.service not in BACKENDS | {ONE_SHOT} and s.finished_at > backends_stopped
+    ]
+    if late:
+        raise CheckError(f"stopped after the first backend: {', '.join(late)}")
+
+
+def _remove(project: Project, show_logs: bool) -> None:
+    try:
+        if show_logs:
+            logs = project.compose("logs", "--no-color", "--tail", "200", timeout=60, check=False)
+            sys.stdout.write(logs.stdout + logs.stderr)
+    except CheckError as exc:
+        say(f"no logs: {exc}")
+    try:
+        project.compose("down", "-v", "--remove-orphans", "-t", "30", timeout=STOP_SECONDS)
+        say(f"removed the stack {project.name}")
+    except CheckError as exc:
+        say(f"could not remove the stack {project.name}: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
