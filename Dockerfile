@@ -13,13 +13,13 @@ WORKDIR /src
 RUN python -m venv /opt/protoc \
     && /opt/protoc/bin/pip install "grpcio-tools==1.85.1"
 # Pinned runtime dependencies next: this layer is reused until the lock file changes.
-# botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, and STS/SSO
-# for credentials. Dropping the rest halves the virtualenv (100 MB -> 50 MB).
+# botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, SQS
+# (`consumers redrive` reads the Lambda failure queue), and STS/SSO for credentials. Dropping the rest halves the virtualenv (100 MB -> 50 MB).
 RUN python -m venv /opt/venv
 COPY requirements.lock ./
 RUN /opt/venv/bin/pip install --no-compile -r requirements.lock \
     && find /opt/venv/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
-        ! -name kinesis ! -name dynamodb ! -name sts ! -name sso ! -name sso-oidc \
+        ! -name kinesis ! -name dynamodb ! -name sqs ! -name sts ! -name sso ! -name sso-oidc \
         -exec rm -rf {} + \
     && python -m compileall -q /opt/venv/lib
 # The generated protobuf code is rebuilt from proto/ (over the committed copy), then the project

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from bench.capacity_report import capacity_lines
+
 
 def write_reports(report: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -29,6 +31,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += privacy_lines(report["privacy"])
     if "integrity" in report:
         lines += integrity_lines(report["integrity"])
+    if "capacity" in report:
+        lines += capacity_lines(report["capacity"])
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ step's own cost per request) and integrity (the pixel with a browser's and a cra
 agent, signed clicks with and without the duplicate check, and each check's own cost per
 request). Writes bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity]
+    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity|capacity]
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
 they were and the reports are written again from the merged result.
@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.capacity import measure_capacity
 from bench.cases import Case, measure
 from bench.durability import measure_modes, measure_replay
 from bench.e2e import run_e2e
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--e2e-requests", type=int, default=200_000)
     parser.add_argument(
         "--only",
-        choices=["durability", "privacy", "integrity"],
+        choices=["durability", "privacy", "integrity", "capacity"],
         help="run only this part, keep the rest of latest.json",
     )
     parser.add_argument(
@@ -119,6 +120,12 @@ def main() -> None:
         write_reports(report, RESULTS)
         print(json.dumps(report["integrity"], indent=2))
         return
+    if args.only == "capacity":
+        report = _previous_report()
+        report["capacity"] = _capacity(args.quick)
+        write_reports(report, RESULTS)
+        print(json.dumps(report["capacity"], indent=2))
+        return
     report = {
         "started": _now(),
         "machine": _machine(),
@@ -141,6 +148,7 @@ def main() -> None:
     report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
     report["privacy"] = _privacy(seconds, rounds, args.quick)
     report["integrity"] = _integrity(seconds, rounds, args.quick)
+    report["capacity"] = _capacity(args.quick)
     write_reports(report, RESULTS)
     print(json.dumps(report, indent=2))
 
@@ -275,6 +283,11 @@ def _integrity(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
                 rows += [_integrity_row(row, group.settings) for row in summaries]
     part["http"] = rows
     return part
+
+
+def _capacity(quick: bool) -> dict[str, Any]:
+    """The figures of docs/capacity.md (bench/capacity.py), a few minutes."""
+    return {"started": _now(), "machine": _machine(), **measure_capacity(quick)}
 
 
 def _integrity_row(row: dict[str, Any], settings: str) -> dict[str, Any]:
