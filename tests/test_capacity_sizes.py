@@ -64,7 +64,9 @@ def test_the_mix_holds_each_kind_in_its_share_with_fresh_ids_and_user_keys() -> 
     events = [pb.TrackingEvent.FromString(entry.data) for entry in entries]
     assert len(entries) == 10_000
     assert len({e.message_id for e in events}) == 10_000
-    assert all(entry.partition_key == e.message_id for entry, e in zip(entries, events, strict=True))
+    assert all(
+        entry.partition_key == e.message_id for entry, e in zip(entries, events, strict=True)
+    )
     with_keys = [e.user_key for e in events if e.user_key]
     assert len(with_keys) == round(10_000 * 0.198) + round(10_000 * 0.002)
     assert len(set(with_keys)) == len(with_keys)

@@ -1,0 +1,179 @@
+"""The capacity model checked locally: two trackers and two events consumers, all real processes,
+on a four-shard kinesalite stream with moto's DynamoDB and a real Redis, under a bounded load.
+
+Every request carries a marker parameter of this run (`run=...`, kept in the event's params), so
+that the run's items can be told from any other in the table. Afterwards the table is scanned
+for the marker and counted by message id: every answered request must have exactly one item.
+CPU per request (trackers) and per event (consumers) is read from /proc over the whole run, to
+compare with the model's figures, which were measured against canned endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiobotocore.session import get_session
+
+from bench.hey import HeyResult, run_hey
+from bench.metrics_probe import read_metric
+from bench.procstat import cpu_seconds
+from bench.stack import BenchStack
+from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
+
+DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
+SHARDS = 4
+PROCESSES = 2  # trackers, and consumers
+CONCURRENCY = 50  # per tracker: two hey processes share the cores with everything else
+DRAIN_TIMEOUT = 900.0
+ROUTES = (("pixel", "/v1/pixel?program=demo-shoes"), ("click", "/v1/click?program=demo-shoes"))
+
+
+def local_check(pixels: int, clicks: int) -> dict[str, Any]:
+    """`pixels` and `clicks` per tracker; what came out, and what it cost."""
+    marker = os.urandom(6).hex()
+    with BenchStack() as stack:
+        stack.command("consumers", "init", extra={"EVENT_STREAM_SHARDS": str(SHARDS)})
+        stack.command("tracker", "programs", "load", str(DEMO))
+        consumers = [_consumer(stack, n) for n in range(PROCESSES)]
+        trackers = [_tracker(stack) for _ in range(PROCESSES)]
+        for process in (*consumers, *trackers):
+            process.start()
+        try:
+            _wait_for_leases(consumers)
+            time.sleep(1.0)  # the trackers bound and subscribed
+            idle = _idle_cpu_per_second([*trackers, *consumers])
+            before = [_cpu(p) for p in (*trackers, *consumers)]
+            started = time.monotonic()
+            answered = {
+                route: _load(trackers, f"{path}&run={marker}", count)
+                for (route, path), count in zip(ROUTES, (pixels, clicks), strict=True)
+            }
+            total = sum(answered.values())
+            written = _wait_written(consumers, total)
+            seconds = time.monotonic() - started
+            after = [_cpu(p) for p in (*trackers, *consumers)]
+        finally:
+            for process in (*trackers, *consumers):
+                process.stop()
+        found = asyncio.run(_items(stack.env, marker))
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    # What the processes spend with nothing to do (polls, lease renewals) over the same time.
+    busy = [max(0.0, s - rate * seconds) for s, rate in zip(spent, idle, strict=True)]
+    by_id = Counter(message_id for message_id, _ in found)
+    by_type = Counter(event_type for _, event_type in found)
+    return {
+        "trackers": PROCESSES,
+        "consumers": PROCESSES,
+        "shards": SHARDS,
+        "answered": answered,
+        "items": len(found),
+        "distinct_message_ids": len(by_id),
+        "message_ids_with_more_than_one_item": sum(1 for n in by_id.values() if n > 1),
+        "items_by_type": dict(by_type),
+        "missing": total - len(by_id),
+        "writes_including_redeliveries": int(written),
+        "seconds_until_all_stored": round(seconds, 1),
+        "tracker_cpu_us_per_request": round(1e6 * sum(spent[:PROCESSES]) / total, 1),
+        "consumer_cpu_us_per_event": round(1e6 * sum(spent[PROCESSES:]) / total, 1),
+        "idle_cpu_ms_per_second": [round(1000 * rate, 1) for rate in idle],
+        "tracker_cpu_us_per_request_less_idle": round(1e6 * sum(busy[:PROCESSES]) / total, 1),
+        "consumer_cpu_us_per_event_less_idle": round(1e6 * sum(busy[PROCESSES:]) / total, 1),
+    }
+
+
+def _consumer(stack: BenchStack, number: int) -> ManagedProcess:
+    port = free_port()
+    settings = {
+        "CONSUMER_METRICS_PORT": str(port),
+        "CONSUMER_METRICS_HOST": "127.0.0.1",
+        "CONSUMER_POLL_MS": "200",
+        "CONSUMER_WORKER_ID": f"capacity-check-{number}",
+    }
+    return stack.process(f"consumers events {number}", ["consumers", "events"], port, settings)
+
+
+def _tracker(stack: BenchStack) -> ManagedProcess:
+    port = free_port()
+    return stack.process("tracker", ["tracker", "serve"], port, {"TRACKER_PORT": str(port)})
+
+
+def _cpu(process: ManagedProcess) -> float:
+    assert process.process is not None
+    return cpu_seconds(process.process.pid)
+
+
+def _idle_cpu_per_second(processes: list[ManagedProcess], seconds: float = 3.0) -> list[float]:
+    before = [_cpu(p) for p in processes]
+    time.sleep(seconds)
+    return [(_cpu(p) - b) / seconds for p, b in zip(processes, before, strict=True)]
+
+
+def _wait_for_leases(consumers: list[ManagedProcess], timeout: float = 90.0) -> None:
+    """Until the shards are shared out: each consumer holds SHARDS / PROCESSES leases."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = [_metric(c, "consumer_leases_held") for c in consumers]
+        if all(n == SHARDS // PROCESSES for n in held):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the consumers hold {held} leases, not an even share")
+        time.sleep(0.5)
+
+
+def _load(trackers: list[ManagedProcess], path: str, count: int) -> int:
+    """`count` requests to each tracker at once; how many were answered (200 or 302)."""
+    with ThreadPoolExecutor(len(trackers)) as pool:
+        results: list[HeyResult] = list(
+            pool.map(
+                lambda t: run_hey(f"http://127.0.0.1:{t.port}{path}", CONCURRENCY, requests=count),
+                trackers,
+            )
+        )
+    return sum(r.responses.get(200, 0) + r.responses.get(302, 0) for r in results)
+
+
+def _wait_written(consumers: list[ManagedProcess], events: int) -> float:
+    """Until the consumers together have written `events` events; what they wrote."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    while (written := sum(_metric(c, "consumer_events_written_total") for c in consumers)) < events:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the consumers wrote {written} of {events} events")
+        time.sleep(0.5)
+    # One more batch may be in flight on another shard: let it land before the count.
+    time.sleep(2.0)
+    return sum(_metric(c, "consumer_events_written_total") for c in consumers)
+
+
+def _metric(process: ManagedProcess, name: str) -> float:
+    return read_metric(f"http://127.0.0.1:{process.port}/metrics", name)
+
+
+async def _items(env: dict[str, str], marker: str) -> list[tuple[str, str]]:
+    """(message_id, event_type) of every item of this run in the events table."""
+    async with get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ) as dynamodb:
+        found: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": env.get("EVENTS_TABLE", "tracking-events"),
+            "ConsistentRead": True,
+            "FilterExpression": "params.#run = :marker",
+            "ProjectionExpression": "message_id, event_type",
+            "ExpressionAttributeNames": {"#run": "run"},
+            "ExpressionAttributeValues": {":marker": {"S": marker}},
+        }
+        while True:
+            page = await dynamodb.scan(**kwargs)
+            found += [(i["message_id"]["S"], i["event_type"]["S"]) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
