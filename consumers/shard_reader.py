@@ -25,6 +25,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GET_RECORDS_LIMIT = 1000
+# Kinesis allows 5 GetRecords calls per second per shard, for all its readers together; beyond
+# that it throttles (ProvisionedThroughputExceededException). A reader that re-polls at once after
+# every non-empty page would cross it whenever pages are small, so calls are paced to this spacing.
+# At up to GET_RECORDS_LIMIT records a call that is still 5,000 records/s per shard, five times
+# what a shard can take in.
+GET_RECORDS_INTERVAL = 0.2
+
+
+class CallPacer:
+    """How long to wait before the next call so that calls start at least `interval` apart."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last: float | None = None
+
+    def wait_before_call(self, now: float) -> float:
+        """The wait before a call made at `now` (plus that wait); records the call's start."""
+        wait = 0.0 if self._last is None else max(0.0, self._last + self._interval - now)
+        self._last = now + wait
+        return wait
 
 
 class ShardReader:
@@ -46,6 +66,7 @@ class ShardReader:
         self._poll = poll_seconds
         self._stopping = stopping
         self._age = metrics.iterator_age.labels(held.shard_id)
+        self._pacer = CallPacer(GET_RECORDS_INTERVAL)
 
     async def run(self) -> None:
         """Process until the shard ends, the worker stops or the lease is lost."""
@@ -74,6 +95,11 @@ class ShardReader:
             log.info("shard finished", extra={"shard": self._held.shard_id})
 
     async def _step(self, iterator: str) -> str | None:
+        wait = self._pacer.wait_before_call(asyncio.get_running_loop().time())
+        if wait:
+            await self._pause(wait)
+            if self._stopping.is_set():
+                return iterator  # stopping: the batch in hand is checkpointed, read no more
         page = await self._kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
         records = page["Records"]
         if records:
