@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.capacity_check import local_check
-from bench.capacity_cpu import canned_kinesis, consumer_cpu, tracker_cpu
+from bench.capacity_cpu import consumer_cpu, tracker_cpu
 from bench.event_sizes import capture, sizes
-from bench.stack import BenchStack
+from bench.stack import BenchStack, canned_kinesis
 from tracker.devstack.processes import REPO_ROOT
 
 DEMO = REPO_ROOT / "infra" / "local" / "programs.json"

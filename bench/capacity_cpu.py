@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from statistics import median
 from typing import Any
 
@@ -43,18 +42,6 @@ WRITE_TIMEOUT = 300.0
 MAX_RECORDS_PER_CALL = 500
 MAX_CALL_BYTES = 4 * 1024 * 1024  # under PutRecords' 5 MiB, base64 aside (the client's)
 SHARDS = 2  # the bench stack's event stream (EVENT_STREAM_SHARDS' default)
-
-
-@contextmanager
-def canned_kinesis(stack: BenchStack) -> Iterator[dict[str, str]]:
-    """The canned Kinesis endpoint, and the setting that points a tracker at it."""
-    port = free_port()
-    canned = stack.process("canned", ["bench.canned_kinesis", str(port)], port)
-    canned.start()
-    try:
-        yield {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{port}"}
-    finally:
-        canned.stop()
 
 
 def tracker_cpu(

@@ -35,7 +35,8 @@ from bench.privacy_cost import (
     granted_string,
 )
 from bench.stack import BenchStack
-from consumers.event_items import event_item
+from consumers.event_items import ItemRules, event_item
+from consumers.settings import EVENTS_TABLE_BUCKETS_DEFAULT
 from tests.support.kinesis import read_records
 from tracker.devstack.processes import free_port
 from tracker.events.buffer import Entry
@@ -50,6 +51,8 @@ KIB = 1024
 # What DynamoDB adds to every item (and index entry) for storage billing, not for capacity.
 STORAGE_OVERHEAD = 100
 EVENTS_TTL_DAYS = 90  # the consumers' default, which sets expires_at's digits
+# With the default bucket count, which sets program_bucket's
+ITEM_RULES = ItemRules(EVENTS_TTL_DAYS, EVENTS_TABLE_BUCKETS_DEFAULT)
 # A program with field lengths of a real campaign (the demo programs' are shorter).
 PROGRAM: dict[str, Any] = {
     "program_id": "acme-2026-spring-shoes-eu",
@@ -187,7 +190,7 @@ def sizes(samples: Mapping[str, bytes]) -> dict[str, Any]:
 
 def _kind_sizes(kind: Kind, data: bytes) -> dict[str, Any]:
     event = pb.TrackingEvent.FromString(data)
-    item = event_item(event, EVENTS_TTL_DAYS)
+    item = event_item(event, ITEM_RULES)
     record = len(data) + len(event.message_id)
     table = item_size(item)
     index = index_entry_size(item)
@@ -251,7 +254,7 @@ def index_entry_size(item: Item) -> int:
     a user key (the index is sparse)."""
     if "user_key" not in item:
         return 0
-    keys = ("user_key", "event_key", "program_id")
+    keys = ("user_key", "event_key", "program_bucket")
     return item_size({name: item[name] for name in keys})
 
 

@@ -18,8 +18,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from bench.nginx import nginx_empty_gif
 from bench.privacy_cost import USER_ID, USER_ID_KEY_TEXT, VENDOR_ID, granted_string
 from bench.privacy_cost import measure as measure_privacy_step
 from bench.report import write_reports
-from bench.stack import BenchStack
+from bench.stack import BenchStack, canned_kinesis
 from bench.wrk import ensure_wrk
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
@@ -156,7 +155,7 @@ def main() -> None:
 def _all_cases(
     stack: BenchStack, seconds: float, rounds: int
 ) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, float]]:
-    with _canned_kinesis(stack) as to_canned:
+    with canned_kinesis(stack) as to_canned:
         plain, _ = _http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds, to_canned)
         two, _ = _http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds, to_canned)
     emulated, plain_cost = _http_cases(stack, CASES_KINESALITE, 1, seconds, rounds)
@@ -164,18 +163,6 @@ def _all_cases(
         stack, CASES_AGGREGATED, 1, seconds, rounds, {"SHIP_AGGREGATE": "true"}
     )
     return [*plain, *two, *emulated, *aggregated], plain_cost, aggregated_cost
-
-
-@contextmanager
-def _canned_kinesis(stack: BenchStack) -> Iterator[dict[str, str]]:
-    """The canned Kinesis endpoint (bench/canned_kinesis.py), and the setting that points at it."""
-    port = free_port()
-    canned = stack.process("canned", ["bench.canned_kinesis", str(port)], port)
-    canned.start()
-    try:
-        yield {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{port}"}
-    finally:
-        canned.stop()
 
 
 def _durability(
@@ -187,7 +174,7 @@ def _durability(
     with BenchStack() as stack:
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
-        with _canned_kinesis(stack) as to_canned:
+        with canned_kinesis(stack) as to_canned:
             part.update(measure_modes(stack, to_canned, seconds, rounds))
             replays = [measure_replay(stack, replay_mib * 2**20, "canned endpoint", to_canned)]
         replays.append(
@@ -218,7 +205,7 @@ def _privacy(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
     with BenchStack() as stack:
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
-        with _canned_kinesis(stack) as to_canned:
+        with canned_kinesis(stack) as to_canned:
             part["http"], _ = _http_cases(
                 stack,
                 _privacy_cases(),
@@ -269,7 +256,7 @@ def _integrity(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
         part["micro"]["paths"] += measure_redis_check(
             stack.env["REDIS_URL"], quick, runs=1 if quick else 3
         )
-        with _canned_kinesis(stack) as to_canned:
+        with canned_kinesis(stack) as to_canned:
             for group in groups():
                 summaries, _ = _http_cases(
                     stack,

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,3 +83,15 @@ class BenchStack:
         if argv[:1] == ["tracker"] and "SPILL_DIR" not in (extra or {}):
             env["SPILL_DIR"] = str(self.spill_dir())
         return ManagedProcess(name, [sys.executable, "-m", *argv], port, env=env)
+
+
+@contextmanager
+def canned_kinesis(stack: BenchStack) -> Iterator[dict[str, str]]:
+    """The canned Kinesis endpoint (bench/canned_kinesis.py), and the setting that points at it."""
+    port = free_port()
+    canned = stack.process("canned", ["bench.canned_kinesis", str(port)], port)
+    canned.start()
+    try:
+        yield {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{port}"}
+    finally:
+        canned.stop()

@@ -30,8 +30,8 @@ from typing import Any
 from bench.integrity_http import BROWSER
 from bench.metrics_probe import wait_zero
 from bench.procstat import cpu_seconds
-from bench.run import DEMO, _canned_kinesis
-from bench.stack import BenchStack
+from bench.run import DEMO
+from bench.stack import BenchStack, canned_kinesis
 from bench.wrk import ensure_wrk, run_wrk
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
@@ -108,7 +108,7 @@ def compare(rev: str, rounds: int, seconds: float) -> dict[str, Any]:
         commit = export_tracker(rev, Path(tree))
         stack.command("consumers", "init")
         stack.command("tracker", "programs", "load", str(DEMO))
-        with _canned_kinesis(stack) as canned:
+        with canned_kinesis(stack) as canned:
             servers = trackers(stack, Path(tree), canned)
             for server in servers.values():
                 server.start()
