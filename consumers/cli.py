@@ -71,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: ConsumerSettings) -> int:
     if args.command == "init":
-        from consumers.provision import provision  # noqa: PLC0415
+        from consumers.provision import IncompatibleTableError, provision  # noqa: PLC0415
 
-        print(json.dumps({"command": "init", **asyncio.run(provision(settings))}))
+        try:
+            print(json.dumps({"command": "init", **asyncio.run(provision(settings))}))
+        except IncompatibleTableError as exc:
+            print(f"consumers init: {exc}", file=sys.stderr)
+            return 1
     elif args.command == "show":
         _log_to_stderr()
         asyncio.run(_show(settings, args.program_id, args.minutes, args.limit))

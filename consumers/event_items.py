@@ -1,15 +1,20 @@
 """Decoding a TrackingEvent from a record and turning it into a DynamoDB item.
 
-Key: `program_id` (partition) and `event_key` = `{timestamp_ms:013d}#{message_id}` (sort). Both are
-fixed by the event itself, so writing the same record twice writes the same item, and one
-program's events in a time range are one Query on a key range. `user_key`, when the event has
-one, is also the partition key of the sparse `user_key-index` (see consumers/provision.py).
+Key: `program_bucket` = `{program_id}#{bucket}` (partition) and `event_key` =
+`{timestamp_ms:013d}#{message_id}` (sort). A DynamoDB partition takes at most 1,000 writes a
+second, and a sort key that only grows cannot be split for heat, so one program's events are
+spread over EVENTS_TABLE_BUCKETS partitions. The bucket is a stable hash of the message id, so
+the whole key is fixed by the event itself: writing the same record twice writes the same item.
+One program's events in a time range are one Query per bucket on a key range. `program_id` stays
+on the item as a plain attribute. `user_key`, when the event has one, is also the partition key
+of the sparse `user_key-index` (see consumers/provision.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from google.protobuf.message import DecodeError
 
@@ -30,6 +35,14 @@ DAY_SECONDS = 86_400
 # The tracker bounds every field; its events stay below 16 KiB. Anything far larger is foreign
 # and could exceed DynamoDB's 400 KB item limit, which would block the shard on retries.
 MAX_EVENT_BYTES = 64 * 1024
+
+
+class ItemRules(NamedTuple):
+    """What, besides the event, decides its item: how long it lives, how many buckets a
+    program's events are spread over (EVENTS_TTL_DAYS, EVENTS_TABLE_BUCKETS)."""
+
+    ttl_days: int
+    buckets: int
 
 
 class EventFormatError(ValueError):
@@ -75,8 +88,22 @@ def event_key(event: pb.TrackingEvent) -> str:
     return f"{event.timestamp_ms:013d}#{event.message_id}"
 
 
-def event_item(event: pb.TrackingEvent, ttl_days: int) -> Item:
+def bucket_of(message_id: str, buckets: int) -> int:
+    """The message's bucket: the same on every machine and run (Python's hash() is salted per
+    process), so a redelivered record lands on the item it wrote before."""
+    digest = hashlib.blake2b(message_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
+def program_bucket(program_id: str, bucket: int) -> str:
+    # A program id has no '#' (see _PROGRAM_ID), so the value names one program and bucket.
+    return f"{program_id}#{bucket}"
+
+
+def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
+    bucket = bucket_of(event.message_id, rules.buckets)
     item: dict[str, Any] = {
+        "program_bucket": {"S": program_bucket(event.programid, bucket)},
         "program_id": {"S": event.programid},
         "event_key": {"S": event_key(event)},
         "message_id": {"S": event.message_id},
@@ -89,7 +116,7 @@ def event_item(event: pb.TrackingEvent, ttl_days: int) -> Item:
         "gpc": {"BOOL": event.gpc},
         "ivt": {"S": _enum_name(pb.InvalidTraffic, event.ivt)},
         "billable": {"BOOL": event.billable},
-        "expires_at": {"N": str(event.timestamp_ms // 1000 + ttl_days * DAY_SECONDS)},
+        "expires_at": {"N": str(event.timestamp_ms // 1000 + rules.ttl_days * DAY_SECONDS)},
     }
     for name in (
         "checksum",

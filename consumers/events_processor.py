@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from consumers.dead_letters import DeadLetter, DeadLetterTable
-from consumers.event_items import EventFormatError, Item, decode_event, event_item, item_user_key
+from consumers.event_items import (
+    EventFormatError,
+    Item,
+    ItemRules,
+    decode_event,
+    event_item,
+    item_user_key,
+)
 from consumers.events_writer import EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
 from consumers.personal_data import redacted, scrubbed
@@ -65,14 +72,14 @@ class EventsProcessor:
         writer: EventsWriter,
         dead_letters: DeadLetterTable,
         metrics: ConsumerMetrics,
-        ttl_days: int,
+        rules: ItemRules,
         suppression: Suppression | None = None,
     ) -> None:
         self._stream = stream
         self._writer = writer
         self._dead_letters = dead_letters
         self._metrics = metrics
-        self._ttl_days = ttl_days
+        self._rules = rules
         self._suppression = suppression
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
@@ -138,7 +145,7 @@ class EventsProcessor:
                     self._unfit(shard_id, record, user_record.data, exc, sub_index)
                 )
                 continue
-            item = event_item(event, self._ttl_days)
+            item = event_item(event, self._rules)
             batch.items.append(item)
             letter = self._letter(shard_id, record, b"", "", sub_index)
             batch.origins[item_key(item)] = (letter, event)
@@ -189,6 +196,6 @@ def build_events_processor(
         EventsWriter(dynamodb, settings.events_table, metrics, max_attempts),
         dead_letters,
         metrics,
-        settings.events_ttl_days,
+        ItemRules(settings.events_ttl_days, settings.events_table_buckets),
         Suppression(users, UserItems(dynamodb, settings.events_table, max_attempts)),
     )

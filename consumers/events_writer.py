@@ -32,7 +32,7 @@ class Rejected(NamedTuple):
 
 
 def item_key(item: Item) -> tuple[str, str]:
-    return item["program_id"]["S"], item["event_key"]["S"]
+    return item["program_bucket"]["S"], item["event_key"]["S"]
 
 
 class EventsWriter:

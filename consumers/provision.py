@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiobotocore.session import get_session
@@ -42,18 +43,26 @@ USER_KEY_INDEX_SPEC: dict[str, Any] = {
 USER_KEY_ATTRIBUTE: AttributeDefinitionTypeDef = {"AttributeName": "user_key", "AttributeType": "S"}
 
 
+class IncompatibleTableError(RuntimeError):
+    """A table of that name exists with another key schema. Writes could even succeed (an item
+    carries the old key's attributes too), but reads and deletes by this version's key would
+    not: refused before anything is written (see docs/deploy.md on changing a key)."""
+
+
 def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
     """Key schema per table.
 
-    Events: partition `program_id`, sort `event_key` = `{timestamp_ms:013d}#{message_id}`, so the
-    analyst's common query, one program's events in a time range, is one Query, and a record
-    delivered twice writes the same item. Its global secondary index `user_key-index`
-    (partition `user_key`, sort `event_key`, keys only) finds one user's events for export and
-    erasure; it is sparse, since only events with a user key have the attribute. Dead letters by
-    `record_id` (stream/shard/sequence), leases by `lease_key` = `{stream}/{shard id}` (one table
-    serves both streams), the privacy table by `user_key` and `entry` (consumers/privacy_table.py).
+    Events: partition `program_bucket` = `{program_id}#{bucket}`, sort `event_key` =
+    `{timestamp_ms:013d}#{message_id}` (consumers/event_items.py): one program's writes spread
+    over EVENTS_TABLE_BUCKETS partitions, its events in a time range are one Query per bucket,
+    and a record delivered twice writes the same item. Its global secondary index
+    `user_key-index` (partition `user_key`, sort `event_key`, keys only) finds one user's events
+    for export and erasure; it is sparse, since only events with a user key have the attribute.
+    Dead letters by `record_id` (stream/shard/sequence), leases by `lease_key` =
+    `{stream}/{shard id}` (one table serves both streams), the privacy table by `user_key` and
+    `entry` (consumers/privacy_table.py).
     """
-    events = _keyed(("program_id", "HASH"), ("event_key", "RANGE"))
+    events = _keyed(("program_bucket", "HASH"), ("event_key", "RANGE"))
     events["AttributeDefinitions"].append(USER_KEY_ATTRIBUTE)
     events["GlobalSecondaryIndexes"] = [USER_KEY_INDEX_SPEC]
     return {
@@ -125,7 +134,26 @@ async def _ensure_table(dynamodb: DynamoDBClient, name: str, spec: dict[str, Any
             raise
         outcome = "exists"
     await _wait(lambda: _table_active(dynamodb, name), f"table {name}")
+    if outcome == "exists":
+        await _check_key_schema(dynamodb, name, spec["KeySchema"])
     return outcome
+
+
+async def _check_key_schema(
+    dynamodb: DynamoDBClient, name: str, wanted: list[dict[str, str]]
+) -> None:
+    described = (await dynamodb.describe_table(TableName=name))["Table"]
+    found = [(k["AttributeName"], k["KeyType"]) for k in described["KeySchema"]]
+    needed = [(k["AttributeName"], k["KeyType"]) for k in wanted]
+    if found != needed:
+        raise IncompatibleTableError(
+            f"table {name} has the key {_schema_text(found)}, this version needs "
+            f"{_schema_text(needed)}: give it a new table name (see docs/deploy.md)"
+        )
+
+
+def _schema_text(keys: Sequence[tuple[str, str]]) -> str:
+    return "(" + ", ".join(f"{name} {kind}" for name, kind in keys) + ")"
 
 
 async def _table_active(dynamodb: DynamoDBClient, name: str) -> bool:

@@ -11,6 +11,11 @@ from tracker.envconfig import LOG_LEVELS, EnvReader
 from tracker.settings import AwsSettings, redis_url, user_id_key
 
 DAYS_MAX = 36_500
+# Partitions per program in the events table (consumers/event_items.py). Readers query buckets
+# 0..N-1, so N may be raised but never lowered: items in a higher bucket would be invisible.
+# Every writer must use the same N: a record redelivered under another N is a second item.
+EVENTS_TABLE_BUCKETS_DEFAULT = 8  # ~8,000 writes a second per program
+EVENTS_TABLE_BUCKETS_MAX = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class ConsumerSettings:
     program_stream: str
     program_channel: str
     events_table: str
+    events_table_buckets: int
     dead_letter_table: str
     lease_table: str
     event_stream_shards: int
@@ -75,6 +81,12 @@ class ConsumerSettings:
             program_stream=env.name("PROGRAM_STREAM", "program-updates"),
             program_channel=env.name("PROGRAM_CHANNEL", "program-updates"),
             events_table=env.name("EVENTS_TABLE", "tracking-events"),
+            events_table_buckets=env.integer(
+                "EVENTS_TABLE_BUCKETS",
+                EVENTS_TABLE_BUCKETS_DEFAULT,
+                minimum=1,
+                maximum=EVENTS_TABLE_BUCKETS_MAX,
+            ),
             dead_letter_table=env.name("DEAD_LETTER_TABLE", "tracking-dead-letters"),
             lease_table=env.name("LEASE_TABLE", "tracking-consumer-leases"),
             event_stream_shards=env.integer("EVENT_STREAM_SHARDS", 2, minimum=1, maximum=500),

@@ -2,7 +2,8 @@
 with BatchGetItem, deleted by primary key with BatchWriteItem.
 
 The index projects keys only (its partition `user_key`, its sort `event_key`, and the table's
-`program_id`), so it costs little and holds only events that carry a user key.
+partition `program_bucket`), so it costs little and holds only events that carry a user key.
+It spans every bucket of every program: one Query finds the user's items wherever they are.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ if TYPE_CHECKING:
     )
 
 USER_KEY_INDEX = "user_key-index"
-Key = dict[str, "AttributeValueTypeDef"]  # program_id and event_key
+Key = dict[str, "AttributeValueTypeDef"]  # program_bucket and event_key
 
 
 def primary_key(item: Item) -> Key:
-    return {"program_id": item["program_id"], "event_key": item["event_key"]}
+    return {"program_bucket": item["program_bucket"], "event_key": item["event_key"]}
 
 
 def key_id(key: Key) -> tuple[str, str]:
-    return key["program_id"]["S"], key["event_key"]["S"]
+    return key["program_bucket"]["S"], key["event_key"]["S"]
 
 
 class UserItems:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from bench.event_sizes import KINDS, index_entry_size, item_size, mix_entries
-from consumers.event_items import event_item
+from consumers.event_items import ItemRules, event_item
 from tracker.events.kpl import deaggregate, pack
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -39,11 +39,13 @@ def test_a_map_costs_three_bytes_and_one_per_element() -> None:
 
 def test_only_an_event_with_a_user_key_has_an_index_entry_of_its_keys() -> None:
     event = pb.TrackingEvent(programid="p1", message_id="m" * 32, timestamp_ms=1_700_000_000_000)
-    assert index_entry_size(event_item(event, 90)) == 0
+    rules = ItemRules(ttl_days=90, buckets=8)
+    assert index_entry_size(event_item(event, rules)) == 0
     event.user_key = "0" * 32
-    item = event_item(event, 90)
-    keys = {name: item[name] for name in ("user_key", "event_key", "program_id")}
-    assert index_entry_size(item) == item_size(keys) == (8 + 32) + (9 + 46) + (10 + 2)
+    item = event_item(event, rules)
+    keys = {name: item[name] for name in ("user_key", "event_key", "program_bucket")}
+    # program_bucket is "p1#" and one digit
+    assert index_entry_size(item) == item_size(keys) == (8 + 32) + (9 + 46) + (14 + 4)
 
 
 def _samples() -> dict[str, bytes]:

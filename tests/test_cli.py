@@ -160,7 +160,7 @@ async def test_consumers_init_creates_streams_and_tables_idempotently(
         "dynamodb", region_name="us-east-1", endpoint_url=moto_url
     ) as dynamodb:
         table = (await dynamodb.describe_table(TableName=f"events-{suffix}"))["Table"]
-        assert [k["AttributeName"] for k in table["KeySchema"]] == ["program_id", "event_key"]
+        assert [k["AttributeName"] for k in table["KeySchema"]] == ["program_bucket", "event_key"]
         ttl = await dynamodb.describe_time_to_live(TableName=f"events-{suffix}")
         assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
 

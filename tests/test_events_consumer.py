@@ -16,6 +16,7 @@ import pytest
 
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
+from consumers.event_items import bucket_of
 from consumers.events_processor import EventsProcessor
 from consumers.events_writer import EventsWriter, UnprocessedItemsError
 from consumers.metrics import ConsumerMetrics
@@ -23,6 +24,7 @@ from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
 from tests.support.consumers import (
     consumer_env,
+    item_rules,
     make_events,
     message_ids,
     provisioned,
@@ -37,7 +39,7 @@ from tracker.schema.tracking.v1 import tracking_pb2 as pb
 SHARD = "shardId-000000000000"
 NO_REDIS = "redis://127.0.0.1:1/0"  # the events consumer never talks to Redis
 DAY = 86_400
-# the contract's attributes, the TTL attribute and our sort key
+# the contract's attributes, the TTL attribute and our keys
 CONTRACT_ATTRIBUTES = (
     "message_id",
     "program_id",
@@ -46,6 +48,7 @@ CONTRACT_ATTRIBUTES = (
     "is_valid",
     "validation",
     "expires_at",
+    "program_bucket",
     "event_key",
 )
 
@@ -75,7 +78,7 @@ async def consumer(
         writer = EventsWriter(dynamodb, settings.events_table, metrics, max_attempts)
         dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, max_attempts)
         processor = EventsProcessor(
-            settings.event_stream, writer, dead_letters, metrics, settings.events_ttl_days
+            settings.event_stream, writer, dead_letters, metrics, item_rules(settings)
         )
         yield Consumer(processor, writer, metrics)
 
@@ -174,6 +177,7 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
     }
     assert set(items) == {"m-click", "m-impression", "m-event"}
     ttl = settings.events_ttl_days * DAY
+    buckets = settings.events_table_buckets
     assert {k: items["m-click"][k] for k in CONTRACT_ATTRIBUTES} == {
         "message_id": {"S": "m-click"},
         "program_id": {"S": "shoes.v2"},
@@ -182,6 +186,7 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
         "is_valid": {"BOOL": False},
         "validation": {"S": "CUSTOMER_MISMATCH"},
         "expires_at": {"N": str(1_700_000_000 + ttl)},
+        "program_bucket": {"S": f"shoes.v2#{bucket_of('m-click', buckets)}"},
         "event_key": {"S": "1700000000999#m-click"},
     }
     assert items["m-click"]["customer_id"] == {"N": "42"}
@@ -195,6 +200,7 @@ async def test_each_event_becomes_one_item_with_the_contract_attributes(
         "is_valid": {"BOOL": True},
         "validation": {"S": "OK"},
         "expires_at": {"N": str(1_650_000_000 + ttl)},
+        "program_bucket": {"S": f"books#{bucket_of('m-impression', buckets)}"},
         "event_key": {"S": "1650000000001#m-impression"},
     }
     assert items["m-event"]["event_type"] == {"S": "EVENT"}

@@ -256,7 +256,7 @@ def assert_user_key_index(table: Any) -> None:
     assert types["user_key"] == "S"
 
 
-async def test_init_adds_the_index_to_an_events_table_of_an_older_deployment(
+async def test_init_adds_the_index_to_an_events_table_created_without_it(
     kinesalite_url: str, moto_url: str
 ) -> None:
     settings = ConsumerSettings.from_env(consumer_env(kinesalite_url, moto_url, NO_REDIS, 1))
@@ -267,16 +267,16 @@ async def test_init_adds_the_index_to_an_events_table_of_an_older_deployment(
         await dynamodb.create_table(
             TableName=settings.events_table,
             KeySchema=[
-                {"AttributeName": "program_id", "KeyType": "HASH"},
+                {"AttributeName": "program_bucket", "KeyType": "HASH"},
                 {"AttributeName": "event_key", "KeyType": "RANGE"},
             ],
             AttributeDefinitions=[
-                {"AttributeName": "program_id", "AttributeType": "S"},
+                {"AttributeName": "program_bucket", "AttributeType": "S"},
                 {"AttributeName": "event_key", "AttributeType": "S"},
             ],
             BillingMode="PAY_PER_REQUEST",
         )
-        old = {"program_id": {"S": "p"}, "event_key": {"S": "1#m"}, "user_key": {"S": key}}
+        old = {"program_bucket": {"S": "p#0"}, "event_key": {"S": "1#m"}, "user_key": {"S": key}}
         await dynamodb.put_item(TableName=settings.events_table, Item=old)
         done = await provision(settings)
         assert done[f"table:{settings.events_table}"] == "exists"

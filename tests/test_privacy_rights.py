@@ -35,6 +35,7 @@ from consumers.user_items import UserItems
 from tests.support.clock import FakeClock
 from tests.support.consumers import (
     consumer_env,
+    item_rules,
     poll_until,
     provisioned,
     put_records,
@@ -172,7 +173,7 @@ async def test_a_batch_without_user_keys_makes_no_lookup(
         EventsWriter(dynamodb, settings.events_table, metrics, 1),
         DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, 1),
         metrics,
-        settings.events_ttl_days,
+        item_rules(settings),
         Suppression(users, UserItems(dynamodb, settings.events_table, 1)),
     )
     anonymous = [user_event(None) for _ in range(5)]
@@ -222,7 +223,7 @@ async def test_a_write_slower_than_the_cache_is_checked_again_and_undone(
         writer,
         DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
         metrics,
-        settings.events_ttl_days,
+        item_rules(settings),
         Suppression(users, UserItems(dynamodb, settings.events_table)),
     )
     alice = [user_event(ALICE) for _ in range(3)]
@@ -443,7 +444,7 @@ def unchecked_processor(settings: ConsumerSettings, dynamodb: DynamoDBClient) ->
         EventsWriter(dynamodb, settings.events_table, metrics),
         DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
         metrics,
-        settings.events_ttl_days,
+        item_rules(settings),
     )
 
 

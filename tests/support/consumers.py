@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from aiobotocore.session import get_session
 
+from consumers.event_items import ItemRules
 from consumers.provision import provision
 from consumers.settings import ConsumerSettings
 from tests.support.kinesis import kinesis_client
@@ -52,6 +53,11 @@ async def provisioned(env: dict[str, str]) -> ConsumerSettings:
     settings = ConsumerSettings.from_env(env)
     await provision(settings)
     return settings
+
+
+def item_rules(settings: ConsumerSettings) -> ItemRules:
+    """The item rules the settings give, as the workers build them."""
+    return ItemRules(settings.events_ttl_days, settings.events_table_buckets)
 
 
 def make_events(count: int, program_id: str = "p1") -> list[bytes]:
