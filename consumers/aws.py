@@ -5,9 +5,11 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from consumers.dynamodb_batch import BatchWriteItem, Endpoint
 from consumers.settings import ConsumerSettings
 
 if TYPE_CHECKING:
@@ -15,13 +17,14 @@ if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
     from types_aiobotocore_sqs import SQSClient
 
+POOL_CONNECTIONS = 50
 # Our loops retry with their own backoff and know what to retry; botocore's standard mode still
 # absorbs short throttling bursts.
 _CONFIG = AioConfig(
     retries={"mode": "standard", "total_max_attempts": 3},
     connect_timeout=5,
     read_timeout=20,
-    max_pool_connections=50,
+    max_pool_connections=POOL_CONNECTIONS,
 )
 
 
@@ -47,6 +50,20 @@ async def open_dynamodb(settings: ConsumerSettings, stack: AsyncExitStack) -> Dy
             "dynamodb", region_name=aws.region, endpoint_url=aws.dynamodb_endpoint, config=_CONFIG
         )
     )
+
+
+async def open_batch_write(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> BatchWriteItem:
+    """The lean BatchWriteItem beside a botocore client: the client's endpoint and region, and
+    credentials found as the client finds them (environment, profile, task role), refreshed."""
+    credentials = await get_session().get_credentials()
+    if credentials is None:
+        raise RuntimeError("no AWS credentials found (environment, profile, or task role)")
+    endpoint = Endpoint(dynamodb.meta.endpoint_url, dynamodb.meta.region_name)
+    connector = aiohttp.TCPConnector(limit=POOL_CONNECTIONS)
+    # auto_decompress off: the x-amz-crc32 check needs the bytes as sent (we ask for identity).
+    http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    await stack.enter_async_context(http)
+    return BatchWriteItem(http, endpoint, credentials)
 
 
 async def open_sqs(settings: ConsumerSettings, stack: AsyncExitStack) -> SQSClient:

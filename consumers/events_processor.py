@@ -27,7 +27,7 @@ from consumers.event_items import (
     event_item,
     item_user_key,
 )
-from consumers.events_writer import EventsWriter, Rejected, item_key
+from consumers.events_writer import BatchWrite, EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
 from consumers.personal_data import redacted, scrubbed
 from consumers.records import StreamRecord
@@ -185,15 +185,17 @@ def build_events_processor(
     dead_letters: DeadLetterTable,
     metrics: ConsumerMetrics,
     max_attempts: int | None = None,
+    batch_write: BatchWrite | None = None,
 ) -> EventsProcessor:
-    """The processor as the worker and the Lambda handler run it, suppression included."""
+    """The processor as the worker and the Lambda handler run it, suppression included;
+    `batch_write` is the lean BatchWriteItem (consumers/aws.py: open_batch_write)."""
     privacy = settings.privacy
     users = SuppressionList(
         dynamodb, privacy.table, privacy.suppression_cache_seconds, metrics, max_attempts
     )
     return EventsProcessor(
         settings.event_stream,
-        EventsWriter(dynamodb, settings.events_table, metrics, max_attempts),
+        EventsWriter(dynamodb, settings.events_table, metrics, max_attempts, batch_write),
         dead_letters,
         metrics,
         ItemRules(settings.events_ttl_days, settings.events_table_buckets),

@@ -1,5 +1,9 @@
 """Writing event items to DynamoDB: BatchWriteItem in chunks of 25, UnprocessedItems re-sent.
 
+The workers and Lambda send BatchWriteItem through consumers/dynamodb_batch.py (the body built
+without botocore's per-item work); without one, the botocore client sends it. The rare PutItem
+of the write-singly fallback always goes through the botocore client.
+
 BatchWriteItem refuses a whole call whose items repeat a key, and a re-delivered record repeats
 one, so each write first keeps one item per key (the same event gives the same item anyway).
 """
@@ -7,8 +11,8 @@ one, so each write first keeps one item per key (the same event gives the same i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from botocore.exceptions import ClientError
 
@@ -23,7 +27,9 @@ if TYPE_CHECKING:
 
 BATCH_LIMIT = 25  # DynamoDB BatchWriteItem limit
 CONCURRENT_BATCHES = 4
-__all__ = ["EventsWriter", "Rejected", "UnprocessedItemsError", "item_key"]
+__all__ = ["BatchWrite", "EventsWriter", "Rejected", "UnprocessedItemsError", "item_key"]
+# One BatchWriteItem for one table: (table, write requests) -> the requests left unprocessed.
+BatchWrite = Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
 class Rejected(NamedTuple):
@@ -42,8 +48,10 @@ class EventsWriter:
         table: str,
         metrics: ConsumerMetrics,
         max_attempts: int | None = None,
+        batch_write: BatchWrite | None = None,
     ) -> None:
         self._dynamodb = dynamodb
+        self._send = batch_write or self._botocore_batch_write
         self._table = table
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -100,11 +108,19 @@ class EventsWriter:
 
     async def _batch_write(self, requests: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef]:
         """One BatchWriteItem (whole-call errors retried); the requests DynamoDB left over."""
-        response = await with_retries(
-            lambda: self._dynamodb.batch_write_item(RequestItems={self._table: requests}),
+        left = await with_retries(
+            lambda: self._send(self._table, cast("list[dict[str, Any]]", requests)),
             "BatchWriteItem",
             self._max_attempts,
             self._metrics.write_errors.inc,
         )
-        left = response.get("UnprocessedItems", {}).get(self._table, [])
-        return cast("list[WriteRequestTypeDef]", list(left))
+        return cast("list[WriteRequestTypeDef]", left)
+
+    async def _botocore_batch_write(
+        self, table: str, requests: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        response = await self._dynamodb.batch_write_item(
+            RequestItems={table: cast("list[WriteRequestTypeDef]", requests)}
+        )
+        left = response.get("UnprocessedItems", {}).get(table, [])
+        return cast("list[dict[str, Any]]", list(left))

@@ -1,6 +1,7 @@
 """The record processors outside the worker (Lambda handlers, redrive), opened once and kept.
 
-Both kinds share one DynamoDB client and dead-letter table; the programs processor opens its Redis
+Both kinds share one DynamoDB client and dead-letter table (the events writer also the lean
+BatchWriteItem's HTTP session, consumers/dynamodb_batch.py); the programs processor opens its Redis
 client only when it is first asked for. Everything opened is closed with `close()`.
 """
 
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Literal
 
 import redis.asyncio as redis
 
-from consumers.aws import open_dynamodb
+from consumers.aws import open_batch_write, open_dynamodb
 from consumers.dead_letters import DeadLetterTable
+from consumers.dynamodb_batch import BatchWriteItem
 from consumers.events_processor import build_events_processor
 from consumers.metrics import ConsumerMetrics
 from consumers.programs_processor import ProgramsProcessor
@@ -37,10 +39,12 @@ class OpenedProcessors:
         stack: AsyncExitStack,
         dynamodb: DynamoDBClient,
         max_attempts: int,
+        batch_write: BatchWriteItem | None = None,
     ) -> None:
         self.settings = settings
         self._stack = stack
         self._dynamodb = dynamodb
+        self._batch_write = batch_write
         self._max_attempts = max_attempts
         self._metrics = ConsumerMetrics()
         self._dead_letters = DeadLetterTable(
@@ -57,10 +61,11 @@ class OpenedProcessors:
         stack = AsyncExitStack()
         try:
             dynamodb = await open_dynamodb(settings, stack)
+            batch_write = await open_batch_write(dynamodb, stack)
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, stack, dynamodb, max_attempts)
+        return cls(settings, stack, dynamodb, max_attempts, batch_write)
 
     def get(self, kind: Kind) -> RecordProcessor:
         if kind not in self._processors:
@@ -76,7 +81,12 @@ class OpenedProcessors:
         settings = self.settings
         if kind == "events":
             return build_events_processor(
-                settings, self._dynamodb, self._dead_letters, self._metrics, self._max_attempts
+                settings,
+                self._dynamodb,
+                self._dead_letters,
+                self._metrics,
+                self._max_attempts,
+                self._batch_write,
             )
         # Short timeouts: a Lambda invocation has a deadline, and a retry comes soon anyway.
         client = redis.Redis.from_url(

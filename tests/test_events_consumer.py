@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from consumers.aws import open_clients
+from consumers.aws import open_batch_write, open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import bucket_of
 from consumers.events_processor import EventsProcessor
@@ -75,7 +75,8 @@ async def consumer(
     metrics = ConsumerMetrics()
     async with AsyncExitStack() as stack:
         _, dynamodb = await open_clients(settings, stack)
-        writer = EventsWriter(dynamodb, settings.events_table, metrics, max_attempts)
+        batch_write = await open_batch_write(dynamodb, stack)
+        writer = EventsWriter(dynamodb, settings.events_table, metrics, max_attempts, batch_write)
         dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, max_attempts)
         processor = EventsProcessor(
             settings.event_stream, writer, dead_letters, metrics, item_rules(settings)
