@@ -33,7 +33,11 @@ from tests.support.consumers import (
     provisioned,
     scan_table,
 )
-from tests.support.dynamodb_proxy import FaultyDynamoDBProxy, WriteRequest, request_key
+from tests.support.dynamodb_proxy import (
+    FaultyDynamoDBProxy,
+    request_key,
+    withhold_first_time_every,
+)
 from tests.support.scripted_endpoint import Scripted, ScriptedEndpoint
 from tracker.devstack.processes import free_port
 
@@ -152,23 +156,10 @@ async def test_the_items_stored_are_exactly_those_botocore_stores(
     assert sample["text"]["S"].startswith("naïve ☃ 😀 日本")
 
 
-def withhold_every_other_once() -> Any:
-    seen: set[str] = set()
-
-    def policy(request: WriteRequest) -> bool:
-        key = request_key(request)
-        if key in seen:
-            return False
-        seen.add(key)
-        return len(seen) % 2 == 0
-
-    return policy
-
-
 async def test_unprocessed_items_come_back_and_the_writer_sends_them_again(
     settings: ConsumerSettings, proxy: FaultyDynamoDBProxy, stack: AsyncExitStack
 ) -> None:
-    proxy.should_withhold = withhold_every_other_once()
+    proxy.should_withhold = withhold_first_time_every(2)
     clients = await clients_for(via(settings, proxy.url), stack)
     items = event_items(settings, 60)
     first = await clients.raw(settings.events_table, puts(items[:25]))

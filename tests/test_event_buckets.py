@@ -33,7 +33,13 @@ from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
 from consumers.show import recent_events
 from consumers.user_items import UserItems
-from tests.support.consumers import consumer_env, item_rules, provisioned, scan_table
+from tests.support.consumers import (
+    consumer_env,
+    create_bare_events_table,
+    item_rules,
+    provisioned,
+    scan_table,
+)
 from tracker.envconfig import SettingsError
 from tracker.privacy.keys import user_key
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -238,18 +244,7 @@ async def test_init_refuses_an_events_table_of_the_old_key(
     async with get_session().create_client(
         "dynamodb", region_name="us-east-1", endpoint_url=moto_url
     ) as dynamodb:
-        await dynamodb.create_table(
-            TableName=settings.events_table,
-            KeySchema=[
-                {"AttributeName": "program_id", "KeyType": "HASH"},
-                {"AttributeName": "event_key", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "program_id", "AttributeType": "S"},
-                {"AttributeName": "event_key", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        await create_bare_events_table(dynamodb, settings.events_table, "program_id")
         with pytest.raises(IncompatibleTableError, match=settings.events_table):
             await provision(settings)
         init = await asyncio.to_thread(

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple
 
@@ -31,7 +31,13 @@ from tests.support.consumers import (
     scan_table,
     stored_message_ids,
 )
-from tests.support.dynamodb_proxy import FaultyDynamoDBProxy, WriteRequest, always, request_key
+from tests.support.dynamodb_proxy import (
+    FaultyDynamoDBProxy,
+    WriteRequest,
+    always,
+    request_key,
+    withhold_first_time_every,
+)
 from tests.support.kpl import aggregate
 from tracker.events.kpl import MAGIC, UserRecord
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -295,23 +301,10 @@ async def test_a_kpl_aggregated_record_of_50_events_gives_50_items(
     assert set(counts.values()) == {1}
 
 
-def withhold_every_third_first_time() -> Callable[[WriteRequest], bool]:
-    seen: set[str] = set()
-
-    def policy(request: WriteRequest) -> bool:
-        key = request_key(request)
-        if key in seen:
-            return False
-        seen.add(key)
-        return len(seen) % 3 == 0
-
-    return policy
-
-
 async def test_unprocessed_items_are_resent_until_every_item_is_stored_once(
     settings: ConsumerSettings, proxy: FaultyDynamoDBProxy
 ) -> None:
-    proxy.should_withhold = withhold_every_third_first_time()
+    proxy.should_withhold = withhold_first_time_every(3)
     payloads = make_events(130)  # six BatchWriteItem chunks, written concurrently
     async with consumer(settings, proxy.url) as c:
         await c.processor.process(SHARD, records(payloads))

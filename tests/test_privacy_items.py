@@ -25,7 +25,12 @@ from consumers.provision import provision
 from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
 from consumers.show import recent_events
-from tests.support.consumers import consumer_env, provisioned, scan_table
+from tests.support.consumers import (
+    consumer_env,
+    create_bare_events_table,
+    provisioned,
+    scan_table,
+)
 from tests.support.dynamodb_proxy import FaultyDynamoDBProxy
 from tracker.envconfig import SettingsError
 from tracker.privacy.keys import user_key
@@ -264,18 +269,7 @@ async def test_init_adds_the_index_to_an_events_table_created_without_it(
     async with get_session().create_client(
         "dynamodb", region_name="us-east-1", endpoint_url=moto_url
     ) as dynamodb:
-        await dynamodb.create_table(
-            TableName=settings.events_table,
-            KeySchema=[
-                {"AttributeName": "program_bucket", "KeyType": "HASH"},
-                {"AttributeName": "event_key", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "program_bucket", "AttributeType": "S"},
-                {"AttributeName": "event_key", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        await create_bare_events_table(dynamodb, settings.events_table, "program_bucket")
         old = {"program_bucket": {"S": "p#0"}, "event_key": {"S": "1#m"}, "user_key": {"S": key}}
         await dynamodb.put_item(TableName=settings.events_table, Item=old)
         done = await provision(settings)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiobotocore.session import get_session
 
@@ -19,6 +19,9 @@ from consumers.settings import ConsumerSettings
 from tests.support.kinesis import kinesis_client
 from tracker.events.builder import EventFactory
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
 
@@ -154,4 +157,22 @@ def run_privacy(
         text=True,
         timeout=60,
         check=False,
+    )
+
+
+async def create_bare_events_table(
+    dynamodb: DynamoDBClient, table: str, partition_key: str
+) -> None:
+    """An events table as an older release made it: `partition_key` + `event_key`, no index."""
+    await dynamodb.create_table(
+        TableName=table,
+        KeySchema=[
+            {"AttributeName": partition_key, "KeyType": "HASH"},
+            {"AttributeName": "event_key", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": partition_key, "AttributeType": "S"},
+            {"AttributeName": "event_key", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
     )

@@ -54,6 +54,20 @@ def request_key(request: WriteRequest) -> str:
     return json.dumps(body, sort_keys=True)
 
 
+def withhold_first_time_every(n: int) -> WithholdPolicy:
+    """Withholds every n-th distinct request the first time it is seen, never again."""
+    seen: set[str] = set()
+
+    def policy(request: WriteRequest) -> bool:
+        key = request_key(request)
+        if key in seen:
+            return False
+        seen.add(key)
+        return len(seen) % n == 0
+
+    return policy
+
+
 class FaultyDynamoDBProxy(EmulatorProxy):
     def __init__(self, upstream: str, should_withhold: WithholdPolicy = never) -> None:
         super().__init__(upstream)
