@@ -29,7 +29,10 @@ from tracker.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3  # quick retries only: Lambda retries the batch itself
+# Quick retries only (Lambda retries the batch itself), bounded by the invocation's deadline. Five
+# because BatchWriteItem no longer goes through botocore, whose client retried throttling and 5xx
+# up to three times inside each of these attempts.
+MAX_ATTEMPTS = 5
 BatchResponse = dict[str, list[dict[str, str]]]
 
 
