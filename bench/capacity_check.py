@@ -17,12 +17,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiobotocore.session import get_session
-
 from bench.hey import HeyResult, run_hey
 from bench.metrics_probe import read_metric
 from bench.procstat import cpu_seconds
-from bench.stack import BenchStack
+from bench.stack import BenchStack, scan_pages
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
 DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
@@ -155,25 +153,16 @@ def _metric(process: ManagedProcess, name: str) -> float:
 
 async def _items(env: dict[str, str], marker: str) -> list[tuple[str, str]]:
     """(message_id, event_type) of every item of this run in the events table."""
-    async with get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    ) as dynamodb:
-        found: list[tuple[str, str]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": env.get("EVENTS_TABLE", "tracking-events"),
-            "ConsistentRead": True,
-            "FilterExpression": "params.#run = :marker",
-            "ProjectionExpression": "message_id, event_type",
-            "ExpressionAttributeNames": {"#run": "run"},
-            "ExpressionAttributeValues": {":marker": {"S": marker}},
-        }
-        while True:
-            page = await dynamodb.scan(**kwargs)
-            found += [(i["message_id"]["S"], i["event_type"]["S"]) for i in page.get("Items", [])]
-            if "LastEvaluatedKey" not in page:
-                return found
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    scan: dict[str, Any] = {
+        "TableName": env.get("EVENTS_TABLE", "tracking-events"),
+        "ConsistentRead": True,
+        "FilterExpression": "params.#run = :marker",
+        "ProjectionExpression": "message_id, event_type",
+        "ExpressionAttributeNames": {"#run": "run"},
+        "ExpressionAttributeValues": {":marker": {"S": marker}},
+    }
+    return [
+        (item["message_id"]["S"], item["event_type"]["S"])
+        async for page in scan_pages(env, scan)
+        for item in page.get("Items", [])
+    ]

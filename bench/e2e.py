@@ -7,11 +7,9 @@ import asyncio
 import time
 from typing import Any
 
-from aiobotocore.session import get_session
-
 from bench.hey import run_hey
 from bench.metrics_probe import read_metric, wait_metric
-from bench.stack import BenchStack
+from bench.stack import BenchStack, scan_pages
 from tracker.devstack.processes import free_port
 
 DRAIN_TIMEOUT = 900.0
@@ -79,18 +77,5 @@ def run_e2e(
 
 
 async def _count_items(env: dict[str, str]) -> int:
-    async with get_session().create_client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    ) as dynamodb:
-        count = 0
-        kwargs: dict[str, Any] = {"TableName": "tracking-events", "Select": "COUNT"}
-        while True:
-            page = await dynamodb.scan(**kwargs)
-            count += page["Count"]
-            if "LastEvaluatedKey" not in page:
-                return count
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    scan = {"TableName": "tracking-events", "Select": "COUNT"}
+    return sum([page["Count"] async for page in scan_pages(env, scan)])

@@ -7,10 +7,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from aiobotocore.session import get_session
 
 from tracker.devstack.processes import (
     ManagedProcess,
@@ -95,3 +98,21 @@ def canned_kinesis(stack: BenchStack) -> Iterator[dict[str, str]]:
         yield {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{port}"}
     finally:
         canned.stop()
+
+
+async def scan_pages(env: Mapping[str, str], scan: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """Every page of one DynamoDB Scan (`scan`: its arguments) of the bench stack's moto."""
+    async with get_session().create_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=env["AWS_ENDPOINT_URL_DYNAMODB"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    ) as dynamodb:
+        kwargs = dict(scan)
+        while True:
+            page: dict[str, Any] = dict(await dynamodb.scan(**kwargs))
+            yield page
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -16,7 +16,7 @@ import binascii
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from consumers.records import RecordProcessor, StreamRecord
 from consumers.retrying import TRANSIENT, UnprocessedItemsError
@@ -34,12 +34,6 @@ _SHARD = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 class MalformedEventError(ValueError):
     """The invocation's event is not a Kinesis batch; the function fails, Lambda retries it."""
-
-
-class LambdaContext(Protocol):
-    """The part of Lambda's context object that we use."""
-
-    def get_remaining_time_in_millis(self) -> int: ...
 
 
 class ShardRecord(NamedTuple):

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 Kind = Literal["events", "programs"]
-KINDS: tuple[Kind, ...] = ("events", "programs")
 
 
 class OpenedProcessors:

@@ -27,6 +27,8 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.support.loopback import port_of, serve_on_loopback
+
 PAGE_LOAD_TIMEOUT = 15.0  # seconds, for one navigation
 SCRIPT_TIMEOUT = 5.0
 WAIT_TIMEOUT = 15.0  # for a condition in the page
@@ -159,11 +161,9 @@ async def publisher_site() -> AsyncIterator[PublisherSite]:
     site = PublisherSite()
     app = web.Application()
     app.router.add_get("/{path:.*}", site.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    runner = await serve_on_loopback(app)
     try:
-        site.port = runner.addresses[0][1]
+        site.port = port_of(runner)
         yield site
     finally:
         await runner.cleanup()

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple, Self
 
 from aiohttp import web
 
+from tests.support.loopback import port_of, serve_on_loopback
+
 PREFIX = "/2018-06-01/runtime"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:consumer"
 
@@ -46,10 +48,8 @@ class RuntimeApi:
         app.router.add_post(f"{PREFIX}/invocation/{{id}}/error", self._error)
         app.router.add_post(f"{PREFIX}/init/error", self._init_error)
         # The runtime is killed while it waits for an event: drop its request then.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.address = f"127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner = await serve_on_loopback(app, handler_cancellation=True)
+        self.address = f"127.0.0.1:{port_of(self._runner)}"
         return self
 
     async def close(self) -> None:

@@ -8,6 +8,8 @@ from typing import Self
 import aiohttp
 from aiohttp import web
 
+from tests.support.loopback import port_of, serve_on_loopback
+
 MAX_BODY = 32 * 1024 * 1024
 
 
@@ -22,10 +24,8 @@ class EmulatorProxy:
         self._session = aiohttp.ClientSession()
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("POST", "/{tail:.*}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner = await serve_on_loopback(app)
+        self.url = f"http://127.0.0.1:{port_of(self._runner)}"
         return self
 
     async def close(self) -> None:

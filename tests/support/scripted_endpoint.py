@@ -12,6 +12,8 @@ from typing import NamedTuple, Self
 
 from aiohttp import web
 
+from tests.support.loopback import port_of, serve_on_loopback
+
 
 class Scripted(NamedTuple):
     status: int
@@ -31,10 +33,8 @@ class ScriptedEndpoint:
     async def start(self) -> Self:
         app = web.Application()
         app.router.add_route("POST", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner = await serve_on_loopback(app)
+        self.url = f"http://127.0.0.1:{port_of(self._runner)}"
         return self
 
     async def close(self) -> None:
