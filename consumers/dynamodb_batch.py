@@ -27,13 +27,18 @@ from typing import Any
 
 import aiohttp
 from aiobotocore.credentials import AioCredentials
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ChecksumError, ClientError, HTTPClientError
 
+from tracker.aws_json import JsonOperation, JsonSigner
+
 OPERATION = "BatchWriteItem"
-TARGET = "DynamoDB_20120810.BatchWriteItem"
-CONTENT_TYPE = "application/x-amz-json-1.0"
+BATCH_WRITE_ITEM = JsonOperation(
+    "dynamodb",
+    "DynamoDB_20120810.BatchWriteItem",
+    "application/x-amz-json-1.0",
+    # identity: the checksum covers the bytes as sent, and nothing needs inflating.
+    extra_headers=(("Accept-Encoding", "identity"),),
+)
 # The consumers' botocore clients wait 5 s to connect and 20 s for a read (consumers/aws.py).
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5, sock_read=20)
 # UnprocessedItems hands back at most what was sent, but DynamoDB may escape each non-ASCII
@@ -78,7 +83,7 @@ class BatchWriteItem:
     ) -> None:
         self._http = http
         self._endpoint = endpoint
-        self._credentials = credentials
+        self._signer = JsonSigner(BATCH_WRITE_ITEM, endpoint.url, endpoint.region, credentials)
         self._timeout = timeout
 
     async def __call__(self, table: str, requests: Sequence[WriteRequest]) -> list[WriteRequest]:
@@ -90,7 +95,7 @@ class BatchWriteItem:
         return unprocessed(answer.body, table)
 
     async def _post(self, body: bytes, limit: int) -> Answer:
-        headers = await self._signed_headers(body)
+        headers = await self._signer.headers(body)
         try:
             async with self._http.post(
                 self._endpoint.url, data=body, headers=headers, timeout=self._timeout
@@ -99,23 +104,6 @@ class BatchWriteItem:
                 return Answer(response.status, response.reason or "", response.headers, answer)
         except aiohttp.ClientError as exc:
             raise HTTPClientError(error=exc) from exc
-
-    async def _signed_headers(self, body: bytes) -> dict[str, str]:
-        # Frozen per call: refreshable credentials (a task role) renew themselves here.
-        frozen = await self._credentials.get_frozen_credentials()
-        request = AWSRequest(
-            method="POST",
-            url=self._endpoint.url,
-            data=body,
-            # identity: the checksum covers the bytes as sent, and nothing needs inflating.
-            headers={
-                "Content-Type": CONTENT_TYPE,
-                "X-Amz-Target": TARGET,
-                "Accept-Encoding": "identity",
-            },
-        )
-        SigV4Auth(frozen, "dynamodb", self._endpoint.region).add_auth(request)
-        return dict(request.headers.items())
 
 
 def request_body(table: str, requests: Sequence[WriteRequest]) -> bytes:

@@ -21,15 +21,13 @@ from typing import Protocol
 
 import aiohttp
 from aiobotocore.credentials import AioCredentials
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 
+from tracker.aws_json import JsonOperation, JsonSigner
 from tracker.events.buffer import Entry
 
 log = logging.getLogger(__name__)
 
-TARGET = "Kinesis_20131202.PutRecords"
-CONTENT_TYPE = "application/x-amz-json-1.1"
+PUT_RECORDS = JsonOperation("kinesis", "Kinesis_20131202.PutRecords", "application/x-amz-json-1.1")
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=2)
 _ALL_ACCEPTED = re.compile(rb'\s*\{\s*"FailedRecordCount"\s*:\s*0\s*[,}]')
 
@@ -77,14 +75,13 @@ class KinesisSink:
     ) -> None:
         self._http = http
         self._endpoint = endpoint
-        self._region = region
         self._stream = stream
-        self._credentials = credentials
+        self._signer = JsonSigner(PUT_RECORDS, endpoint, region, credentials)
 
     async def put(self, entries: Sequence[Entry]) -> list[int]:
         body = put_records_body(self._stream, entries)
         try:
-            headers = await self._signed_headers(body)
+            headers = await self._signer.headers(body)
             async with self._http.post(
                 self._endpoint, data=body, headers=headers, timeout=CALL_TIMEOUT
             ) as response:
@@ -108,14 +105,3 @@ class KinesisSink:
             )
             return list(range(len(entries)))
         return failed_indexes(answer, len(entries))
-
-    async def _signed_headers(self, body: bytes) -> dict[str, str]:
-        frozen = await self._credentials.get_frozen_credentials()
-        request = AWSRequest(
-            method="POST",
-            url=self._endpoint,
-            data=body,
-            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": TARGET},
-        )
-        SigV4Auth(frozen, "kinesis", self._region).add_auth(request)
-        return dict(request.headers.items())
