@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.shard_reader import GET_RECORDS_INTERVAL, CallPacer
+from consumers.get_records import GET_RECORDS_INTERVAL, CallPacer
 
 
 def test_the_first_call_goes_at_once() -> None:
