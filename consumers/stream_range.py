@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, NamedTuple
 from botocore.exceptions import ClientError
 
 from consumers.failure_messages import FailedBatch
+from consumers.get_records import GET_RECORDS_INTERVAL, GET_RECORDS_LIMIT, CallPacer
 from consumers.records import StreamRecord
 
 if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
     from types_aiobotocore_kinesis.type_defs import RecordTypeDef
 
-PAGE_LIMIT = 1000
 MAX_EMPTY_READS = 20  # Kinesis may answer empty pages while it is behind; not for ever
-EMPTY_READ_PAUSE = 0.2  # a shard allows 5 GetRecords a second
 UNREADABLE_CODES = frozenset({"InvalidArgumentException", "ResourceNotFoundException"})
 OnPage = Callable[[list[StreamRecord]], Awaitable[None]]
 
@@ -47,14 +46,16 @@ async def read_range(kinesis: KinesisClient, batch: FailedBatch, on_page: OnPage
     """Hand the batch's records to on_page, page by page, in stream order."""
     iterator: str | None = await _start(kinesis, batch)
     found, empty_reads, first = 0, 0, None
+    # Paced like the shard readers: the shard's other readers share Kinesis' 5 calls a second.
+    pacer, loop = CallPacer(GET_RECORDS_INTERVAL), asyncio.get_running_loop()
     while iterator is not None and empty_reads <= MAX_EMPTY_READS:
-        page = await kinesis.get_records(ShardIterator=iterator, Limit=PAGE_LIMIT)
+        await asyncio.sleep(pacer.wait_before_call(loop.time()))
+        page = await kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
         iterator = page.get("NextShardIterator")
         if not page["Records"]:
             if page.get("MillisBehindLatest", 0) == 0:
                 break  # at the tip of the shard: nothing more will come for this batch
             empty_reads += 1
-            await asyncio.sleep(EMPTY_READ_PAUSE)
             continue
         first = first or page["Records"][0]["SequenceNumber"]
         wanted, done = _within(page["Records"], batch, found)
