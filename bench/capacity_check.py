@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.hey import HeyResult, run_hey
 from bench.metrics_probe import read_metric
-from bench.procstat import cpu_seconds
+from bench.procstat import cpu_seconds, idle_cpu_per_second
 from bench.stack import BenchStack, scan_pages
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
@@ -44,7 +44,7 @@ def local_check(pixels: int, clicks: int) -> dict[str, Any]:
         try:
             _wait_for_leases(consumers)
             time.sleep(1.0)  # the trackers bound and subscribed
-            idle = _idle_cpu_per_second([*trackers, *consumers])
+            idle = idle_cpu_per_second([_pid(p) for p in (*trackers, *consumers)])
             before = [_cpu(p) for p in (*trackers, *consumers)]
             started = time.monotonic()
             answered = {
@@ -100,15 +100,13 @@ def _tracker(stack: BenchStack) -> ManagedProcess:
     return stack.process("tracker", ["tracker", "serve"], port, {"TRACKER_PORT": str(port)})
 
 
-def _cpu(process: ManagedProcess) -> float:
+def _pid(process: ManagedProcess) -> int:
     assert process.process is not None
-    return cpu_seconds(process.process.pid)
+    return process.process.pid
 
 
-def _idle_cpu_per_second(processes: list[ManagedProcess], seconds: float = 3.0) -> list[float]:
-    before = [_cpu(p) for p in processes]
-    time.sleep(seconds)
-    return [(_cpu(p) - b) / seconds for p, b in zip(processes, before, strict=True)]
+def _cpu(process: ManagedProcess) -> float:
+    return cpu_seconds(_pid(process))
 
 
 def _wait_for_leases(consumers: list[ManagedProcess], timeout: float = 90.0) -> None:

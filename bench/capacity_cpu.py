@@ -23,7 +23,7 @@ from bench.canned_dynamodb import canned_dynamodb
 from bench.event_sizes import mix_entries
 from bench.hey import run_hey
 from bench.metrics_probe import read_metric, wait_metric, wait_zero
-from bench.procstat import cpu_seconds
+from bench.procstat import cpu_seconds, idle_cpu_per_second
 from bench.stack import BenchStack
 from tests.support.kinesis import kinesis_client
 from tracker.devstack.processes import ManagedProcess, free_port
@@ -192,11 +192,9 @@ def _calls(records: list[Entry]) -> Iterator[list[Entry]]:
 
 
 def _idle_cpu_per_second(process: ManagedProcess) -> float:
-    """CPU seconds per second of a process with nothing to do (polls, renewals, timers)."""
     assert process.process is not None
-    before = cpu_seconds(process.process.pid)
-    time.sleep(IDLE_SECONDS)
-    return (cpu_seconds(process.process.pid) - before) / IDLE_SECONDS
+    (idle,) = idle_cpu_per_second([process.process.pid], IDLE_SECONDS)
+    return idle
 
 
 def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -24,6 +25,14 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / TICKS
+
+
+def idle_cpu_per_second(pids: list[int], seconds: float = 3.0) -> list[float]:
+    """CPU seconds per second of each process tree over `seconds` in which it has nothing to do
+    (polls, renewals, timers): what to subtract from a measurement of work."""
+    before = [cpu_seconds(pid) for pid in pids]
+    time.sleep(seconds)
+    return [(cpu_seconds(pid) - b) / seconds for pid, b in zip(pids, before, strict=True)]
 
 
 def rss_mb(pid: int) -> float:
