@@ -6,12 +6,14 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import settings as hypothesis_settings
 
+from tests.support import hang_report
 from tests.support.kinesis import create_stream
 from tests.support.waiting import wait_until
 from tracker.app import CORE, create_app
@@ -31,6 +33,21 @@ hypothesis_settings.load_profile("project")
 
 Client = TestClient[web.Request, web.Application]
 StartTracker = Callable[..., Awaitable[Client]]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    hang_report.forget_reports()
+
+
+# pytest-timeout's own hooks, around setup, call and teardown: its timer still fires; this only
+# prints what the test's tasks were waiting on just before it does.
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    if settings.timeout:
+        hang_report.watch(item.nodeid, float(settings.timeout))
+
+
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    hang_report.stop_watching(item.nodeid)
 
 
 @pytest.fixture(autouse=True)
