@@ -4,6 +4,8 @@ Each worker is a whole tracker with its own cache, subscription and shipper. The
 starts workers, restarts one that dies, and passes SIGTERM/SIGINT on, waiting for their drains.
 It also owns the private directory where workers share their metrics (tracker.workermetrics): it
 makes it, folds a dead worker's counts into the retired ones before restarting it, and removes it.
+A supervisor killed outright (SIGKILL) leaves no orphans: a worker whose supervisor is gone stops
+as on SIGTERM (tracker.parent_watch).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from multiprocessing.process import BaseProcess
@@ -22,6 +25,7 @@ from aiohttp import web
 
 from tracker.app import CORE, create_app
 from tracker.logs import configure_logging
+from tracker.parent_watch import ParentWatch
 from tracker.settings import TrackerSettings
 from tracker.workermetrics.directory import SnapshotDirectory
 from tracker.workermetrics.home import MetricsHome
@@ -40,7 +44,12 @@ def serve(settings: TrackerSettings) -> None:
         Supervisor(settings).run()
 
 
-def run_worker(settings: TrackerSettings, reuse_port: bool, slot: WorkerSlot | None = None) -> None:
+def run_worker(
+    settings: TrackerSettings,
+    reuse_port: bool,
+    slot: WorkerSlot | None = None,
+    watch: ParentWatch | None = None,
+) -> None:
     configure_logging(settings.log_level)
     shared: list[SharedMetrics] = []  # the worker's, once its app exists
 
@@ -51,6 +60,8 @@ def run_worker(settings: TrackerSettings, reuse_port: bool, slot: WorkerSlot | N
             metrics.shared = SharedMetrics(metrics.registry, slot)
             app.cleanup_ctx.append(metrics.shared.lifecycle)
             shared.append(metrics.shared)
+        if watch is not None:
+            watch.install(app)
         return app
 
     log.info(
@@ -73,8 +84,13 @@ def run_worker(settings: TrackerSettings, reuse_port: bool, slot: WorkerSlot | N
     log.info("tracker stopped", extra={"instance": settings.instance_id})
 
 
-def _worker_main(settings: TrackerSettings, slot: WorkerSlot) -> None:
-    run_worker(settings, reuse_port=True, slot=slot)
+def _worker_main(settings: TrackerSettings, slot: WorkerSlot, supervisor: int) -> None:
+    watch = ParentWatch.arm(supervisor)  # first: from here on its death is signalled
+    if watch.gone():  # it died before: no signal will come, and nothing has started yet
+        configure_logging(settings.log_level)
+        watch.log_gone()
+        return
+    run_worker(settings, reuse_port=True, slot=slot, watch=watch)
 
 
 class Supervisor:
@@ -124,8 +140,10 @@ class Supervisor:
         )
         slot = WorkerSlot(self._snapshots.path, f"w{index}-{next(self._starts)}")
         self._slots[index] = slot
+        # Always from the main thread (run -> _start): the kernel's parent-death signal follows
+        # the thread that started the worker, and this one lives as long as the supervisor.
         process = self._context.Process(
-            target=_worker_main, args=(settings, slot), name=f"tracker-worker-{index}"
+            target=_worker_main, args=(settings, slot, os.getpid()), name=f"tracker-worker-{index}"
         )
         process.start()
         return process
