@@ -70,14 +70,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, settings: ConsumerSettings) -> int:
-    if args.command == "init":
-        from consumers.provision import IncompatibleTableError, provision  # noqa: PLC0415
+    """The command; a table it would use missing or keyed otherwise: one line, status 1."""
+    from consumers.provision import UnusableTableError  # noqa: PLC0415
 
-        try:
-            print(json.dumps({"command": "init", **asyncio.run(provision(settings))}))
-        except IncompatibleTableError as exc:
-            print(f"consumers init: {exc}", file=sys.stderr)
-            return 1
+    try:
+        return _command(args, settings)
+    except UnusableTableError as exc:
+        print(f"consumers {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
+    if args.command == "init":
+        from consumers.provision import provision  # noqa: PLC0415
+
+        print(json.dumps({"command": "init", **asyncio.run(provision(settings))}))
     elif args.command == "show":
         _log_to_stderr()
         asyncio.run(_show(settings, args.program_id, args.minutes, args.limit))

@@ -12,6 +12,12 @@ loop and the clients opened on it: they are opened on the first invocation and r
 anew after an invocation that could not store everything (a connection broken while the
 environment was frozen must not fail every later batch) or when the settings changed.
 
+Before the first batch of a kind, the tables that kind uses are checked once for the clients
+opened (consumers/table_check.py). A table missing or keyed otherwise fails the invocation with
+its one-line message, logged: Lambda retries the batch (its records stay in the stream) and each
+invocation checks again, until the table is put right. A check that gets no answer in time
+reports the batch's first record, like a chunk that could not be stored.
+
 Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers.programs_handler`.
 """
 
@@ -24,7 +30,10 @@ import uvloop
 
 from consumers.lambda_batch import deadline_of, parse_event, process_in_order
 from consumers.processors import Kind, OpenedProcessors
+from consumers.provision import UnusableTableError
+from consumers.retrying import TRANSIENT
 from consumers.settings import ConsumerSettings
+from consumers.table_check import TableCheck
 from tracker.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,7 @@ class ExecutionEnvironment:
     def __init__(self) -> None:
         self._runner: asyncio.Runner | None = None
         self._opened: OpenedProcessors | None = None
+        self._tables: TableCheck | None = None  # the tables checked for the clients opened
         self.openings = 0  # how often clients were opened: once per environment, if all is well
 
     def handle(self, event: object, context: object, kind: Kind) -> BatchResponse:
@@ -60,32 +70,65 @@ class ExecutionEnvironment:
     async def _handle(self, event: object, context: object, kind: Kind) -> BatchResponse:
         records = parse_event(event)
         deadline = deadline_of(context, asyncio.get_running_loop())
-        opened = await self._processors(ConsumerSettings.from_env())
+        settings = ConsumerSettings.from_env()
+        if self._opened is not None and self._opened.settings != settings:
+            await self._discard()
+        if not await self._tables_checked(settings, kind, deadline):
+            return _retry_from(records[0].record.sequence_number if records else None)
+        opened = await self._processors(settings)
         try:
             retry_from = await process_in_order(opened.get(kind), records, deadline)
         except BaseException:
             await self._discard()  # a bug or a cancellation: trust nothing opened
             raise
-        if retry_from is None:
-            return {"batchItemFailures": []}
-        await self._discard()
-        return {"batchItemFailures": [{"itemIdentifier": retry_from}]}
-
-    async def _processors(self, settings: ConsumerSettings) -> OpenedProcessors:
-        if self._opened is not None and self._opened.settings != settings:
+        if retry_from is not None:
             await self._discard()
-        if self._opened is None:
+        return _retry_from(retry_from)
+
+    async def _tables_checked(
+        self, settings: ConsumerSettings, kind: Kind, deadline: float | None
+    ) -> bool:
+        """False when DescribeTable got no answer in time; UnusableTableError is logged and
+        fails the invocation."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._check_tables(settings, kind)
+        except TRANSIENT as exc:
+            log.warning("tables not checked: the batch is retried", extra={"error": str(exc)})
+            return False
+        return True
+
+    async def _check_tables(self, settings: ConsumerSettings, kind: Kind) -> None:
+        """Once per kind for the clients opened."""
+        if self._tables is None or self._tables.settings != settings:
             # Our JSON lines instead of the runtime's plain text, which drops their fields; and
             # LOG_LEVEL=DEBUG reaches our loggers only, never the libraries' payload dumps.
             configure_logging(settings.log_level)
+            self._tables = TableCheck(settings, MAX_ATTEMPTS)
+        try:
+            await self._tables.ensure(kind)
+        except UnusableTableError as exc:
+            log.error(str(exc), extra={"kind": kind})
+            raise
+
+    async def _processors(self, settings: ConsumerSettings) -> OpenedProcessors:
+        if self._opened is None:
             self._opened = await OpenedProcessors.open(settings, MAX_ATTEMPTS)
             self.openings += 1
         return self._opened
 
     async def _discard(self) -> None:
-        opened, self._opened = self._opened, None
+        """Close the clients; the next ones check their tables again."""
+        opened, self._opened, self._tables = self._opened, None, None
         if opened is not None:
             await opened.close()
+
+
+def _retry_from(sequence_number: str | None) -> BatchResponse:
+    """The answer that has Lambda retry the batch from that record; None: all is stored."""
+    if sequence_number is None:
+        return {"batchItemFailures": []}
+    return {"batchItemFailures": [{"itemIdentifier": sequence_number}]}
 
 
 ENVIRONMENT = ExecutionEnvironment()

@@ -1,7 +1,8 @@
 """`consumers init`: create the streams and tables the settings name, if missing; wait for them.
 
 Idempotent, for the local emulators and the tests; in AWS the infra templates create these.
-The table key designs live here, beside the code that relies on them.
+The table key designs live here, beside the code that relies on them, and so does the check of a
+table's key that `init` and every consumer run before they write (consumers/table_check.py).
 """
 
 from __future__ import annotations
@@ -43,10 +44,19 @@ USER_KEY_INDEX_SPEC: dict[str, Any] = {
 USER_KEY_ATTRIBUTE: AttributeDefinitionTypeDef = {"AttributeName": "user_key", "AttributeType": "S"}
 
 
-class IncompatibleTableError(RuntimeError):
+class UnusableTableError(RuntimeError):
+    """A table this version uses is missing or has another key: refused before anything is
+    written. The message is one line, for an operator."""
+
+
+class IncompatibleTableError(UnusableTableError):
     """A table of that name exists with another key schema. Writes could even succeed (an item
     carries the old key's attributes too), but reads and deletes by this version's key would
     not: refused before anything is written (see docs/deploy.md on changing a key)."""
+
+
+class MissingTableError(UnusableTableError):
+    """No table of that name: every write would fail, and be retried, until one is created."""
 
 
 def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
@@ -135,14 +145,24 @@ async def _ensure_table(dynamodb: DynamoDBClient, name: str, spec: dict[str, Any
         outcome = "exists"
     await _wait(lambda: _table_active(dynamodb, name), f"table {name}")
     if outcome == "exists":
-        await _check_key_schema(dynamodb, name, spec["KeySchema"])
+        await check_key_schema(dynamodb, name, spec["KeySchema"])
     return outcome
 
 
-async def _check_key_schema(
+async def check_key_schema(
     dynamodb: DynamoDBClient, name: str, wanted: list[dict[str, str]]
 ) -> None:
-    described = (await dynamodb.describe_table(TableName=name))["Table"]
+    """One DescribeTable: raise UnusableTableError unless the table exists with the key `wanted`
+    (a KeySchema of table_specs). Other errors (throttling, no connection) are the caller's."""
+    try:
+        described = (await dynamodb.describe_table(TableName=name))["Table"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        raise MissingTableError(
+            f"table {name} does not exist: create it with `consumers init` or the data stack "
+            "(see docs/deploy.md)"
+        ) from None
     found = [(k["AttributeName"], k["KeyType"]) for k in described["KeySchema"]]
     needed = [(k["AttributeName"], k["KeyType"]) for k in wanted]
     if found != needed:

@@ -11,6 +11,10 @@ A message is kept, counted and logged as an error when its batch cannot be read 
 trimmed from the stream, a stream or shard gone), when it is malformed or names a stream we do
 not consume, or when storing fails; the summary lists each. SQS shows a kept message again after
 VISIBILITY_SECONDS, to the next run: one run handles each message at most once.
+
+Before the first batch of a stream, the tables its processor uses are checked (consumers/
+table_check.py; a programs-only run never needs the events table). One missing or keyed otherwise
+stops the run with UnusableTableError: the message in hand is kept, nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from consumers.records import RecordProcessor, StreamRecord
 from consumers.retrying import TRANSIENT, UnprocessedItemsError
 from consumers.settings import ConsumerSettings
 from consumers.stream_range import RangeUnreadableError, read_range
+from consumers.table_check import TableCheck
 
 if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
@@ -103,7 +108,7 @@ async def redrive(settings: ConsumerSettings, queue_url: str, max_messages: int)
         kinesis = await open_kinesis(settings, stack)
         processors = await OpenedProcessors.open(settings, MAX_ATTEMPTS)
         stack.push_async_callback(processors.close)
-        redriver = Redriver(settings, kinesis, processors)
+        redriver = Redriver(settings, kinesis, processors, TableCheck(settings, MAX_ATTEMPTS))
         summary, seen = Summary(), set[str]()
         while summary.messages < max_messages and not stopping.is_set():
             answer = await sqs.receive_message(
@@ -138,7 +143,11 @@ async def _delete(
 
 class Redriver:
     def __init__(
-        self, settings: ConsumerSettings, kinesis: KinesisClient, processors: OpenedProcessors
+        self,
+        settings: ConsumerSettings,
+        kinesis: KinesisClient,
+        processors: OpenedProcessors,
+        tables: TableCheck,
     ) -> None:
         self._streams: dict[str, Kind] = {
             settings.event_stream: "events",
@@ -146,6 +155,7 @@ class Redriver:
         }
         self._kinesis = kinesis
         self._processors = processors
+        self._tables = tables
 
     async def handle(self, message: MessageTypeDef) -> Report:
         message_id = message.get("MessageId", "unknown")
@@ -157,6 +167,11 @@ class Redriver:
         if kind is None:
             error = "a stream that neither EVENT_STREAM nor PROGRAM_STREAM names"
             return _kept(Report(message_id, "unknown_stream", batch=batch, error=error))
+        try:
+            await self._tables.ensure(kind)  # UnusableTableError ends the run
+        except TRANSIENT as exc:
+            error = f"the tables could not be checked: {exc}"
+            return _kept(Report(message_id, "failed", batch=batch, error=error))
         return await self._redrive(message_id, batch, self._processors.get(kind))
 
     async def _redrive(

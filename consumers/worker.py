@@ -1,5 +1,8 @@
 """Running a consumer worker: clients, leases, readers, metrics endpoint and signal handling.
 
+Before anything is read, the tables the worker uses are checked (consumers/table_check.py): one
+missing or keyed otherwise ends the run with UnusableTableError, nothing read or checkpointed.
+
 SIGTERM or SIGINT: every reader finishes the batch in hand and checkpoints it, leases are
 released so that other workers take the shards over at once, and the process exits.
 """
@@ -25,20 +28,29 @@ from consumers.programs_processor import ProgramsProcessor
 from consumers.records import RecordProcessor
 from consumers.settings import ConsumerSettings
 from consumers.shard_reader import ShardReader
+from consumers.table_check import check_tables, tables_used
 from tracker.programs.redis_writer import ProgramWriter
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_kinesis import KinesisClient
 
+    from consumers.processors import Kind
+
 log = logging.getLogger(__name__)
 
+# DescribeTable attempts at start (botocore retries within each); a DynamoDB still unreachable
+# after them ends the run with its error, and the orchestrator starts the worker again.
+TABLE_CHECK_ATTEMPTS = 5
 
-async def run_worker(settings: ConsumerSettings, kind: str) -> None:
+
+async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
     """Run the `events` or `programs` worker until SIGTERM/SIGINT."""
     metrics = ConsumerMetrics()
     async with AsyncExitStack() as stack:
         kinesis, dynamodb = await open_clients(settings, stack)
+        tables = tables_used(settings, kind, leases=True)
+        await check_tables(dynamodb, settings, tables, TABLE_CHECK_ATTEMPTS)
         dead_letters = DeadLetterTable(
             dynamodb, settings.dead_letter_table, metrics, ttl_days=settings.dead_letter_ttl_days
         )
