@@ -23,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from consumers.leases import HeldLease, Lease, LeaseLostError, LeaseTable
 from consumers.metrics import ConsumerMetrics
 from consumers.settings import LeaseSettings
+from tracker.task_stop import stop_tasks
 
 if TYPE_CHECKING:
     from types_aiobotocore_kinesis import KinesisClient
@@ -212,9 +213,7 @@ class Coordinator:
         tasks = [task for _, task in held]
         if tasks:
             _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_SECONDS)
-            for task in stuck:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(stuck)
         for lease, _ in held:
             with contextlib.suppress(LeaseLostError, BotoCoreError, ClientError):
                 await lease.release()

@@ -27,6 +27,7 @@ from tracker.events.sink import KinesisSink
 from tracker.handlers import TrackingHandlers
 from tracker.health import OpsHandlers, probe_redis
 from tracker.settings import TrackerSettings
+from tracker.task_stop import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,7 @@ async def _redis_lifecycle(app: web.Application) -> AsyncIterator[None]:
         _start(core.secrets.run(), "visitor-secrets"),
     ]
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop_tasks(tasks)
     await core.resolver.close()
     await core.redis_client.aclose()
     await core.pubsub_client.aclose()
@@ -91,7 +90,7 @@ async def _shipping_lifecycle(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DUPLICATE_SETTLE_SECONDS):
                     await asyncio.shield(duplicates.settle())
-            checker.cancel()
+            await stop_tasks([checker])
         log.info("draining events", extra={"events": shipper.pending})
         kept = await asyncio.shield(
             shipper.drain([*tasks, scanner], core.fallback, shipping.drain_seconds)

@@ -31,6 +31,7 @@ from tracker.events.sink import RecordSink
 from tracker.events.spill.log import DiskLog
 from tracker.events.spill.segments import LogBatch, Receipt, mirrored_receipt
 from tracker.metrics import TrackerMetrics
+from tracker.task_stop import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +297,7 @@ class Shipper:
             async with asyncio.timeout(deadline):
                 await self._until_idle_or_stuck()
         leftovers = _memory_only([e for entries in self._unsent.values() for e in entries])
-        for task in (*tasks, *self._sending):
-            task.cancel()
-        await asyncio.gather(*tasks, *self._sending, return_exceptions=True)
+        await stop_tasks([*tasks, *self._sending])
         leftovers = _memory_only(self._buffer.take_all()) + leftovers
         fallback.closing = True  # from here on, what the disk refuses is lost: count it
         self._disk.mirror = None  # and memory is no place to hand written events to

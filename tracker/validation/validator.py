@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from tracker.programs.model import Program
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.task_stop import stop_tasks
 from tracker.validation.cache import Absent, ProgramCache
 from tracker.validation.store import ProgramStore, StoreUnavailableError
 
@@ -92,7 +93,4 @@ class MissResolver:
             flight.stale = True
 
     async def close(self) -> None:
-        tasks = [f.task for f in self._flights.values() if f.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks([f.task for f in self._flights.values() if f.task is not None])

@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from tracker.task_stop import stop_tasks
 from tracker.workermetrics.directory import SnapshotDirectory
 from tracker.workermetrics.snapshot import Snapshot, merge, render, take
 
@@ -67,8 +68,7 @@ class SharedMetrics:
         """An aiohttp cleanup context: the periodic snapshots."""
         task = asyncio.create_task(self._run(), name="metrics-snapshots")
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks([task])
 
     async def _run(self) -> None:
         while True:
