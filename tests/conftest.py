@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -15,6 +16,8 @@ from hypothesis import settings as hypothesis_settings
 
 from tests.support import hang_report
 from tests.support.kinesis import create_stream
+from tests.support.lambda_runtime_api import RuntimeApi
+from tests.support.tcp_proxy import PartitionProxy
 from tests.support.waiting import wait_until
 from tracker.app import CORE, create_app
 from tracker.devstack.processes import (
@@ -90,6 +93,25 @@ def redis_url(redis_proc: ManagedProcess) -> str:
 @pytest.fixture
 async def event_stream(kinesalite_url: str) -> str:
     return await create_stream(kinesalite_url, shards=2)
+
+
+@pytest.fixture
+async def partition(kinesalite_url: str) -> AsyncIterator[PartitionProxy]:
+    """A proxy in front of kinesalite that a test can cut off (a network partition)."""
+    upstream = urlsplit(kinesalite_url)
+    assert upstream.hostname is not None
+    assert upstream.port is not None
+    proxy = await PartitionProxy(upstream.hostname, upstream.port).start()
+    yield proxy
+    await proxy.close()
+
+
+@pytest.fixture
+async def runtime_api() -> AsyncIterator[RuntimeApi]:
+    """A Lambda Runtime API stand-in for `python -m awslambdaric` to poll."""
+    api = await RuntimeApi().start()
+    yield api
+    await api.close()
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -29,16 +28,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 RecordProperty = Callable[[str, object], None]
 RATE = 150  # requests per second: steady, and gentle enough for two shared cores
-
-
-@pytest.fixture
-async def partition(kinesalite_url: str) -> AsyncIterator[PartitionProxy]:
-    upstream = urlsplit(kinesalite_url)
-    assert upstream.hostname is not None
-    assert upstream.port is not None
-    proxy = await PartitionProxy(upstream.hostname, upstream.port).start()
-    yield proxy
-    await proxy.close()
 
 
 @pytest.fixture

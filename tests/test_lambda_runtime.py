@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,13 +33,6 @@ async def env(kinesalite_url: str, moto_url: str, redis_url: str) -> dict[str, s
     env = consumer_env(kinesalite_url, moto_url, redis_url, shards=1)
     await provisioned(env)
     return env
-
-
-@pytest.fixture
-async def runtime_api() -> AsyncIterator[RuntimeApi]:
-    api = await RuntimeApi().start()
-    yield api
-    await api.close()
 
 
 @pytest.fixture

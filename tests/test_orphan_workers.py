@@ -14,10 +14,8 @@ import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -37,16 +35,6 @@ from tracker.workermetrics.worker import WorkerSlot
 
 GONE = "tracker supervisor is gone, the worker stops"
 BATCH = 40  # pixels answered while Kinesis is unreachable: in the workers' memory at the kill
-
-
-@pytest.fixture
-async def partition(kinesalite_url: str) -> AsyncIterator[PartitionProxy]:
-    upstream = urlsplit(kinesalite_url)
-    assert upstream.hostname is not None
-    assert upstream.port is not None
-    proxy = await PartitionProxy(upstream.hostname, upstream.port).start()
-    yield proxy
-    await proxy.close()
 
 
 @pytest.fixture

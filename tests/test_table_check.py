@@ -274,13 +274,6 @@ async def test_the_programs_handler_needs_no_events_table(
 
 
 @pytest.fixture
-async def runtime_api() -> AsyncIterator[RuntimeApi]:
-    api = await RuntimeApi().start()
-    yield api
-    await api.close()
-
-
-@pytest.fixture
 def runtime_log(env: dict[str, str], runtime_api: RuntimeApi, tmp_path: Path) -> Iterator[Path]:
     """awslambdaric running the events handler, as the image's Lambda target does; its output."""
     log = tmp_path / "runtime.log"

@@ -9,25 +9,22 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.orphans import children
+
 # What a multiprocessing "spawn" child runs; the resource tracker, the other child, does not.
 SPAWNED_WORKER = b"spawn_main"
 
 
 def worker_pids(supervisor: int) -> set[int]:
     """The pids of the supervisor's worker processes."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            # The parent pid is the 2nd field after "(comm)", which may itself hold spaces.
-            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):  # gone meanwhile
-            continue
-        if parent == supervisor and SPAWNED_WORKER in command:
-            pids.add(int(entry.name))
-    return pids
+    return {pid for pid in children(supervisor) if SPAWNED_WORKER in _command_line(pid)}
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
 
 
 async def scrape(base_url: str) -> str:
