@@ -6,10 +6,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiobotocore.session import get_session
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import settings as hypothesis_settings
@@ -29,6 +30,9 @@ from tracker.devstack.processes import (
 )
 from tracker.privacy.daily_secret import utc_day
 from tracker.settings import TrackerSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
 
 # Property tests judge correctness, not speed: a slow CI machine must not fail them on time.
 hypothesis_settings.register_profile("project", deadline=None)
@@ -93,6 +97,15 @@ def redis_url(redis_proc: ManagedProcess) -> str:
 @pytest.fixture
 async def event_stream(kinesalite_url: str) -> str:
     return await create_stream(kinesalite_url, shards=2)
+
+
+@pytest.fixture
+async def sqs(moto_url: str) -> AsyncIterator[SQSClient]:
+    """An SQS client on the moto server (Lambda's on-failure queues)."""
+    async with get_session().create_client(
+        "sqs", region_name="us-east-1", endpoint_url=moto_url
+    ) as client:
+        yield client
 
 
 @pytest.fixture

@@ -6,9 +6,6 @@ awslambdaric is a real process here, the Runtime API it polls is our protocol pe
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from tests.support.consumers import (
     stored_message_ids,
 )
 from tests.support.lambda_events import kinesis_event, sequence
-from tests.support.lambda_runtime_api import RuntimeApi
+from tests.support.lambda_runtime_api import RuntimeApi, awslambdaric
 
 HANDLER = "consumers.lambda_handlers.events_handler"
 
@@ -37,21 +34,9 @@ async def env(kinesalite_url: str, moto_url: str, redis_url: str) -> dict[str, s
 
 @pytest.fixture
 def runtime(env: dict[str, str], runtime_api: RuntimeApi, tmp_path: Path) -> Iterator[None]:
-    """`python -m awslambdaric HANDLER`, the image's Lambda entry point (its output: tmp_path)."""
-    log = tmp_path / "runtime.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", HANDLER],
-            env={**os.environ, **env, "AWS_LAMBDA_RUNTIME_API": runtime_api.address},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            yield
-        finally:
-            process.kill()  # it waits for the next event for ever
-            process.wait()
+    """The events handler under awslambdaric (its output: tmp_path)."""
+    with awslambdaric(HANDLER, env, runtime_api, tmp_path / "runtime.log"):
+        yield
 
 
 async def stored(env: dict[str, str]) -> dict[str, int]:

@@ -7,12 +7,10 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 import redis.asyncio as redis
-from aiobotocore.session import get_session
 
 from consumers.settings import ConsumerSettings
 from tests.support.consumers import (
@@ -23,14 +21,13 @@ from tests.support.consumers import (
     put_records,
     stored_message_ids,
 )
+from tests.support.lambda_events import failure_message, queued
 from tests.support.programs import program
 from tests.support.trimming_kinesis_proxy import TrimmingKinesisProxy
 from tracker.devstack.processes import free_port
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-
-ACCOUNT = "123456789012"
 
 
 class Run(NamedTuple):
@@ -44,14 +41,6 @@ class Placed(NamedTuple):
 
     shard_id: str
     sequences: list[str]
-
-
-@pytest.fixture
-async def sqs(moto_url: str) -> AsyncIterator[SQSClient]:
-    async with get_session().create_client(
-        "sqs", region_name="us-east-1", endpoint_url=moto_url
-    ) as client:
-        yield client
 
 
 @pytest.fixture
@@ -87,45 +76,6 @@ async def place(env: dict[str, str], stream: str, payloads: list[bytes]) -> Plac
     results = await put_records(env["AWS_ENDPOINT_URL_KINESIS"], stream, payloads)
     (shard_id,) = {r["ShardId"] for r in results}
     return Placed(shard_id, [r["SequenceNumber"] for r in results])
-
-
-def failure_message(stream: str, shard_id: str, sequences: list[str]) -> str:
-    """What Lambda's on-failure destination sends for a Kinesis batch: where it was, not what."""
-    return json.dumps(
-        {
-            "requestContext": {
-                "requestId": "c9b8fa9f-5a7f-4e4c-af9c-0c604cde93a5",
-                "functionArn": f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:events",
-                "condition": "RetryAttemptsExhausted",
-                "approximateInvokeCount": 11,
-            },
-            "responseContext": {
-                "statusCode": 200,
-                "executedVersion": "$LATEST",
-                "functionError": "Unhandled",
-            },
-            "version": "1.0",
-            "timestamp": "2026-11-14T00:38:06.021Z",
-            "KinesisBatchInfo": {
-                "shardId": shard_id,
-                "startSequenceNumber": sequences[0],
-                "endSequenceNumber": sequences[-1],
-                "approximateArrivalOfFirstRecord": "2026-11-14T00:38:04.835Z",
-                "approximateArrivalOfLastRecord": "2026-11-14T00:38:05.580Z",
-                "batchSize": len(sequences),
-                "streamArn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{stream}",
-            },
-        }
-    )
-
-
-async def queued(sqs: SQSClient, env: dict[str, str]) -> int:
-    """Messages in the queue, visible or not (a kept one is hidden until its timeout ends)."""
-    answer = await sqs.get_queue_attributes(
-        QueueUrl=env["FAILURE_QUEUE_URL"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    return sum(int(v) for v in answer["Attributes"].values())
 
 
 async def send(sqs: SQSClient, env: dict[str, str], *bodies: str) -> None:

@@ -37,8 +37,8 @@ from tests.support.consumers import (
     stored_message_ids,
 )
 from tests.support.kinesis import read_records
-from tests.support.lambda_events import kinesis_event
-from tests.support.lambda_runtime_api import RuntimeApi
+from tests.support.lambda_events import failure_message, kinesis_event, queued
+from tests.support.lambda_runtime_api import RuntimeApi, awslambdaric
 from tests.support.programs import program
 from tests.support.proxy import EmulatorProxy
 
@@ -50,7 +50,6 @@ pytestmark = pytest.mark.timeout(120)
 
 NO_REDIS = "redis://127.0.0.1:1/0"  # nothing before the table check talks to Redis
 POISON = b"\xff not a tracking event"  # read, it would be dead-lettered
-ACCOUNT = "123456789012"
 
 
 def old_key_line(command: str, table: str) -> str:
@@ -275,22 +274,10 @@ async def test_the_programs_handler_needs_no_events_table(
 
 @pytest.fixture
 def runtime_log(env: dict[str, str], runtime_api: RuntimeApi, tmp_path: Path) -> Iterator[Path]:
-    """awslambdaric running the events handler, as the image's Lambda target does; its output."""
+    """The events handler under awslambdaric, as the image's Lambda target runs it; its output."""
     log = tmp_path / "runtime.log"
-    handler = "consumers.lambda_handlers.events_handler"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", handler],
-            env={**os.environ, **env, "AWS_LAMBDA_RUNTIME_API": runtime_api.address},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            yield log
-        finally:
-            process.kill()  # it waits for the next event for ever
-            process.wait()
+    with awslambdaric("consumers.lambda_handlers.events_handler", env, runtime_api, log):
+        yield log
 
 
 async def test_under_awslambdaric_the_invocation_fails_with_the_line_logged(
@@ -318,14 +305,6 @@ async def test_under_awslambdaric_the_invocation_fails_with_the_line_logged(
 
 
 @pytest.fixture
-async def sqs(moto_url: str) -> AsyncIterator[SQSClient]:
-    async with get_session().create_client(
-        "sqs", region_name="us-east-1", endpoint_url=moto_url
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 async def redrive_env(env: dict[str, str], sqs: SQSClient, moto_url: str) -> dict[str, str]:
     queue = await sqs.create_queue(QueueName=f"failures-{os.urandom(4).hex()}")
     return env | {"AWS_ENDPOINT_URL_SQS": moto_url, "FAILURE_QUEUE_URL": queue["QueueUrl"]}
@@ -337,26 +316,8 @@ async def queue_failed_batch(
     """Put the records on the stream, and the on-failure message naming them on the queue."""
     placed = await put_records(env["AWS_ENDPOINT_URL_KINESIS"], stream, payloads)
     (shard_id,) = {record["ShardId"] for record in placed}
-    body = {
-        "requestContext": {"condition": "RetryAttemptsExhausted"},
-        "KinesisBatchInfo": {
-            "shardId": shard_id,
-            "startSequenceNumber": placed[0]["SequenceNumber"],
-            "endSequenceNumber": placed[-1]["SequenceNumber"],
-            "batchSize": len(placed),
-            "streamArn": f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{stream}",
-        },
-    }
-    await sqs.send_message(QueueUrl=env["FAILURE_QUEUE_URL"], MessageBody=json.dumps(body))
-
-
-async def queued(sqs: SQSClient, env: dict[str, str]) -> int:
-    """Messages in the queue, visible or not."""
-    answer = await sqs.get_queue_attributes(
-        QueueUrl=env["FAILURE_QUEUE_URL"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )
-    return sum(int(v) for v in answer["Attributes"].values())
+    message = failure_message(stream, shard_id, [record["SequenceNumber"] for record in placed])
+    await sqs.send_message(QueueUrl=env["FAILURE_QUEUE_URL"], MessageBody=message)
 
 
 async def test_redrive_refuses_an_old_key_events_table_and_keeps_the_message(

@@ -9,9 +9,15 @@ answer. This peer speaks only what a runtime uses; it is no emulator of Lambda.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple, Self
 
 from aiohttp import web
@@ -92,3 +98,22 @@ class RuntimeApi:
     async def _init_error(self, request: web.Request) -> web.Response:
         self.init_errors.append(json.loads(await request.read()))
         return web.json_response({"status": "OK"}, status=202)
+
+
+@contextlib.contextmanager
+def awslambdaric(handler: str, env: dict[str, str], api: RuntimeApi, log: Path) -> Iterator[None]:
+    """`python -m awslambdaric HANDLER`, the image's Lambda entry point, polling `api`; its
+    output goes to `log`. Killed at the end: it waits for the next event for ever."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", handler],
+            env={**os.environ, **env, "AWS_LAMBDA_RUNTIME_API": api.address},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            yield
+        finally:
+            process.kill()
+            process.wait()
