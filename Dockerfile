@@ -8,16 +8,22 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# The protobuf generator, at the version CI pins, in a venv of its own that is only a tool of
-# this stage. It comes before any source so that editing the code or the README reuses it.
+# Every Python package comes from a lock in requirements/: exact versions, hash-checked, wheels
+# only (see the Makefile). pip, setuptools and wheel first, then the protobuf generator in a venv
+# of its own that is only a tool of this stage. They come before any source, so that editing the
+# code or the README reuses these layers.
+COPY requirements/bootstrap.lock requirements/protoc.lock requirements/runtime.lock ./requirements/
+ARG PIP_LOCKED="pip install --no-compile --require-hashes --only-binary=:all:"
 RUN python -m venv /opt/protoc \
-    && /opt/protoc/bin/pip install "grpcio-tools==1.85.1"
-# Pinned runtime dependencies next: this layer is reused until the lock file changes.
+    && /opt/protoc/bin/${PIP_LOCKED} -r requirements/bootstrap.lock \
+    && /opt/protoc/bin/${PIP_LOCKED} -r requirements/protoc.lock
+# The runtime dependencies next: this layer is reused until the lock changes.
 # botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, SQS
-# (`consumers redrive` reads the Lambda failure queue), and STS/SSO for credentials. Dropping the rest halves the virtualenv (100 MB -> 50 MB).
-RUN python -m venv /opt/venv
-COPY requirements.lock ./
-RUN /opt/venv/bin/pip install --no-compile -r requirements.lock \
+# (`consumers redrive` reads the Lambda failure queue), and STS/SSO for credentials. Dropping the
+# rest halves the virtualenv (100 MB -> 50 MB).
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/${PIP_LOCKED} -r requirements/bootstrap.lock \
+    && /opt/venv/bin/${PIP_LOCKED} -r requirements/runtime.lock \
     && find /opt/venv/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
         ! -name kinesis ! -name dynamodb ! -name sqs ! -name sts ! -name sso ! -name sso-oidc \
         -exec rm -rf {} + \
@@ -31,17 +37,18 @@ COPY pyproject.toml README.md ./
 RUN /opt/protoc/bin/python -m grpc_tools.protoc -I proto \
         --python_out=tracker/schema --pyi_out=tracker/schema \
         proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto \
-    && /opt/venv/bin/pip install --no-deps --no-compile . \
-    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools \
+    && /opt/venv/bin/pip install --no-deps --no-build-isolation --no-compile . \
+    && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel packaging \
     && python -m compileall -q /opt/venv/lib/python3.11/site-packages/tracker \
         /opt/venv/lib/python3.11/site-packages/consumers
 
-# The Lambda runtime interface client and its dependencies, pinned, in a directory of their own:
+# The Lambda runtime interface client and its dependencies, locked, in a directory of their own:
 # the lambda stage adds it to the service image, whose venv stays exactly the service's.
 FROM ${PYTHON_IMAGE} AS lambda-ric
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-RUN python -m pip install --no-compile --target /opt/lambda-ric \
-        "awslambdaric==4.2.2" "simplejson==4.3.0" "snapshot-restore-py==1.0.0" \
+COPY requirements/lambda-ric.lock /tmp/
+RUN python -m pip install --no-compile --require-hashes --only-binary=:all: \
+        --target /opt/lambda-ric -r /tmp/lambda-ric.lock \
     && python -m compileall -q /opt/lambda-ric
 
 FROM ${PYTHON_IMAGE} AS runtime

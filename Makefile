@@ -7,14 +7,21 @@ NODE_STAMP := infra/local/node_modules/.installed
 PROTO_SRC := proto/tracking/v1/tracking.proto proto/kinesis/v1/aggregation.proto
 PROTO_OUT := tracker/schema
 
-.PHONY: install proto proto-check lint typecheck openapi-check test check run show clean docker-lint cfn-lint checkov compose-test lock bench browser
+.PHONY: install proto proto-check lint typecheck openapi-check test check run show clean docker-lint cfn-lint checkov compose-test lock lock-check bench browser
 
 install: $(STAMP) $(NODE_STAMP)
 
-$(STAMP): pyproject.toml
+# Every Python package comes from a lock in requirements/ (exact versions, hash-checked, wheels
+# only: an sdist's build would fetch its build tools unpinned); the project itself is installed
+# without touching the index (no deps, no build isolation).
+LOCKS := requirements
+PIP_LOCKED := pip install --quiet --require-hashes --only-binary=:all:
+
+$(STAMP): pyproject.toml $(LOCKS)/bootstrap.lock $(LOCKS)/dev.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/$(PIP_LOCKED) -r $(LOCKS)/bootstrap.lock
+	$(BIN)/$(PIP_LOCKED) -r $(LOCKS)/dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(NODE_STAMP): infra/local/package.json infra/local/package-lock.json
@@ -64,15 +71,14 @@ cfn-lint: $(STAMP)
 # checkov in a virtualenv of its own: it pins boto3/botocore versions that clash with
 # aiobotocore's in .venv. Any failed check fails; accepted findings are skipped inline in the
 # templates (Metadata: checkov: skip:, each with its reason; docs/deploy.md lists them).
-CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
-CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_FLAGS := --framework cloudformation --compact --quiet --skip-download
 
-$(CHECKOV_STAMP):
+# The venv's own pip installs it (bootstrap's wheel needs a newer packaging than checkov allows).
+$(CHECKOV_STAMP): $(LOCKS)/checkov.lock
 	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	$(CHECKOV_VENV)/bin/$(PIP_LOCKED) -r $(LOCKS)/checkov.lock
 	touch $@
 
 # checkov resolves conditions with the parameters' defaults and skips the resources they leave
@@ -89,16 +95,16 @@ checkov: $(CHECKOV_STAMP)
 	  echo "services.yaml with ConsumerRuntime=lambda, EnableAdminToken=true:" && \
 	  $(CHECKOV_VENV)/bin/checkov --directory "$$dir" $(CHECKOV_FLAGS)
 
-# Re-pin the image's runtime dependencies (requirements.lock) from pyproject's lower bounds.
-lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/pip install --quiet .
-	{ echo "# Runtime dependencies of the image, pinned (the Dockerfile installs exactly these)."; \
-	  echo "# Regenerate: make lock"; \
-	  .lock-venv/bin/pip freeze --exclude adtracker; } > requirements.lock
-	rm -rf .lock-venv
+# Re-resolve every lock in requirements/ to the newest versions pyproject and the *.in files
+# allow (uv, pinned in the dev lock), with hashes. `make install` then installs exactly them.
+lock: $(STAMP)
+	UV=$(BIN)/uv $(BIN)/python $(LOCKS)/locks.py write --upgrade
 
-check: proto-check lint typecheck openapi-check docker-lint cfn-lint checkov test
+# The locks were written from today's pyproject and *.in files (also a test).
+lock-check:
+	$(PYTHON) $(LOCKS)/locks.py check
+
+check: lock-check proto-check lint typecheck openapi-check docker-lint cfn-lint checkov test
 
 run: install
 	@command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install redis-server (Debian/Ubuntu) or brew install redis (macOS)"; exit 3; }

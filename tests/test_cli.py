@@ -96,7 +96,7 @@ async def test_programs_load_writes_redis_and_publishes(redis_url: str, tmp_path
         "applied": 0,
         "skipped_not_newer": 2,
     }
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await pubsub.aclose()
     await listener.aclose()
 
 

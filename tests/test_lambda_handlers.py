@@ -89,7 +89,7 @@ async def published(redis_client: redis.Redis, settings: ConsumerSettings) -> As
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(settings.program_channel)
     yield pubsub
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await pubsub.aclose()
 
 
 async def events_stored(settings: ConsumerSettings) -> dict[str, int]:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from tracker.events.buffer import EventBuffer
 from tracker.events.builder import EventFactory

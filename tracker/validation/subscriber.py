@@ -70,7 +70,7 @@ class PushSubscriber:
                     await self._handle(message)
         finally:
             self._set_live(False)
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
