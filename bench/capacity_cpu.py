@@ -27,7 +27,7 @@ from bench.procstat import cpu_seconds, idle_cpu_per_second
 from bench.stack import BenchStack
 from tests.support.kinesis import kinesis_client
 from tracker.devstack.processes import ManagedProcess, free_port
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.events.kpl import pack
 
 CONCURRENCY = 100

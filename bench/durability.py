@@ -34,8 +34,8 @@ from bench.metrics_probe import read_metric
 from bench.procstat import cpu_seconds, memory_kb, rss_mb
 from bench.stack import BenchStack
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
-from tracker.events.buffer import Entry
 from tracker.events.builder import EventFactory
+from tracker.events.entry import Entry
 from tracker.events.spill.files import LOCK_NAME, PART_PREFIX, SEGMENT_SUFFIX, segment_path
 from tracker.events.spill.framing import encode
 from tracker.events.spill.log import SEGMENT_BYTES

@@ -39,7 +39,7 @@ from consumers.event_items import ItemRules, event_item
 from consumers.settings import EVENTS_TABLE_BUCKETS_DEFAULT
 from tests.support.kinesis import read_records
 from tracker.devstack.processes import free_port
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.events.kpl import pack
 from tracker.events.shipper import PAYLOAD_UNIT
 from tracker.schema.tracking.v1 import tracking_pb2 as pb

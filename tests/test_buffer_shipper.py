@@ -13,7 +13,8 @@ import pytest
 
 from tracker import backoff as backoff_module
 from tracker.backoff import MAX_BACKOFF, backoff_delay
-from tracker.events.buffer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, Entry, EventBuffer
+from tracker.events.buffer import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, EventBuffer
+from tracker.events.entry import Entry
 from tracker.events.fallback import MemoryFallback
 from tracker.events.shipper import Shipper, ShipperOptions
 from tracker.events.spill.log import DiskLog, SpillSettings

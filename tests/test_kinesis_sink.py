@@ -13,7 +13,7 @@ from aiobotocore.session import get_session
 from tests.support.kinesis import read_records
 from tests.support.kinesis_proxy import FaultyKinesisProxy
 from tracker.devstack.processes import free_port
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.events.sink import KinesisSink, failed_indexes, put_records_body
 
 ENTRIES = [Entry(f"{n:032x}", bytes([n]) * (n + 1)) for n in range(5)]

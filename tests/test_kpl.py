@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.conftest import StartTracker
 from tests.support.kinesis import read_records
 from tests.support.programs import STANDARD, write_programs
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.events.kpl import MAX_AGGREGATE_BYTES, deaggregate, is_aggregated, pack
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 

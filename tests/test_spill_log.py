@@ -32,7 +32,8 @@ from hypothesis.stateful import (
 )
 
 from tests.support.tmpfs import tmpfs
-from tracker.events.buffer import Entry, EventBuffer
+from tracker.events.buffer import EventBuffer
+from tracker.events.entry import Entry
 from tracker.events.spill import files, group_commit
 from tracker.events.spill import log as log_module
 from tracker.events.spill.framing import Decoder, encode
@@ -468,7 +469,8 @@ async def test_two_live_logs_never_adopt_each_other(tmp_path: Path) -> None:
 CHILD = """
 import asyncio, os, signal, sys
 from pathlib import Path
-from tracker.events.buffer import Entry, EventBuffer
+from tracker.events.buffer import EventBuffer
+from tracker.events.entry import Entry
 from tracker.events.spill.log import DiskLog, SpillSettings
 
 async def main() -> None:

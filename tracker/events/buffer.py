@@ -11,27 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
 
-if TYPE_CHECKING:
-    from tracker.events.spill.segments import Segment
+from tracker.events.entry import Entry, new_entry
 
 MAX_BATCH_RECORDS = 500  # Kinesis PutRecords limit
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # Kinesis PutRecords limit, data plus partition keys
-
-
-class Entry(NamedTuple):
-    partition_key: str
-    data: bytes
-    events: int = 1  # more than one for a KPL-aggregated record
-    # Write-ahead: the log segment that also holds this event. Shipped from memory, it is
-    # acknowledged to the log so that the segment can go; it is never written to disk again.
-    on_disk: Segment | None = None
-
-
-# Entry(...) runs a Python-level __new__; tuple.__new__ builds the same Entry in C, at half the
-# cost, on the request path.
-new_entry = tuple.__new__
 
 
 def _discard(entry: Entry) -> None:

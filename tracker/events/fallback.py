@@ -6,7 +6,8 @@ the disk's reason, once memory is full too, or once the process is closing (memo
 
 from __future__ import annotations
 
-from tracker.events.buffer import Entry, EventBuffer
+from tracker.events.buffer import EventBuffer
+from tracker.events.entry import Entry
 from tracker.metrics import Drops
 
 

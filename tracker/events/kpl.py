@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.schema.kinesis.v1 import aggregation_pb2 as agg
 
 MAGIC = b"\xf3\x89\x9a\xc2"

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tracker.backoff import backoff_delay
-from tracker.events.buffer import MAX_BATCH_RECORDS, Entry, EventBuffer
+from tracker.events.buffer import MAX_BATCH_RECORDS, EventBuffer
+from tracker.events.entry import Entry
 from tracker.events.fallback import MemoryFallback
 from tracker.events.kpl import pack
 from tracker.events.sink import RecordSink

@@ -23,7 +23,7 @@ import aiohttp
 from aiobotocore.credentials import AioCredentials
 
 from tracker.aws_json import JsonOperation, JsonSigner
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 
 log = logging.getLogger(__name__)
 

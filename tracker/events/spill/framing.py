@@ -16,7 +16,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 
 MAGIC = b"\xad\x1e"
 _HEADER = struct.Struct("<2sII")

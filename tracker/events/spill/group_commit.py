@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from tracker.events.buffer import Entry
+from tracker.events.entry import Entry
 from tracker.events.spill.files import SegmentWriter
 from tracker.events.spill.framing import encode
 from tracker.events.spill.segments import Segment

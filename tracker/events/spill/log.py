@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tracker.events.buffer import Entry, new_entry
+from tracker.events.entry import Entry, new_entry
 from tracker.events.spill import files
 from tracker.events.spill.framing import MAX_RECORD
 from tracker.events.spill.group_commit import GroupCommit, Refuse, Write

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from tracker.events.buffer import Entry
+from tracker.events.entry import DiskCopy, Entry
 from tracker.events.spill.files import LockedPart, segment_path
 from tracker.events.spill.framing import Decoder
 
 
 @dataclass(slots=True, eq=False)
-class Segment:
+class Segment(DiskCopy):
     part: Part
     path: Path
     size: int = 0  # bytes on disk, whole records only
@@ -91,7 +91,7 @@ def mirrored_receipt(entries: list[Entry]) -> Receipt | None:
     receipt: Receipt = {}
     for entry in entries:
         segment = entry.on_disk
-        if segment is not None:
+        if isinstance(segment, Segment):
             owed = receipt.setdefault(segment, [0, 0])
             owed[0] += 1
             owed[1] += entry.events
