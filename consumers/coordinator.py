@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from botocore.exceptions import BotoCoreError, ClientError
 
 from consumers.leases import HeldLease, Lease, LeaseLostError, LeaseTable
-from consumers.metrics import ConsumerMetrics
 from consumers.settings import LeaseSettings
 from tracker.task_stop import stop_tasks
 
 if TYPE_CHECKING:
-    from types_aiobotocore_kinesis import KinesisClient
     from types_aiobotocore_kinesis.type_defs import ShardTypeDef
+
+    from consumers.shard_reader import StreamWork
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,19 @@ class _Seen(NamedTuple):
 class Coordinator:
     def __init__(
         self,
-        kinesis: KinesisClient,
-        stream: str,
+        work: StreamWork,
         table: LeaseTable,
         settings: LeaseSettings,
-        metrics: ConsumerMetrics,
         start_reader: ReaderFactory,
     ) -> None:
-        self._kinesis = kinesis
-        self._stream = stream
+        """Shares `work.stream`'s shards with the other workers through `table`, and runs
+        `start_reader` on each shard it holds."""
+        self._kinesis = work.kinesis
+        self._stream = work.stream
         self._table = table
         self._settings = settings
         self._me = settings.worker_id
-        self._metrics = metrics
+        self._metrics = work.metrics
         self._start_reader = start_reader
         self._held: dict[str, tuple[HeldLease, asyncio.Task[None]]] = {}
         self._seen: dict[str, _Seen] = {}

@@ -65,22 +65,25 @@ class _Batch:
         return letter._replace(raw=scrubbed(event), error=reason, scrubbed=True)
 
 
+class EventStores(NamedTuple):
+    """Where the processor puts what it reads: the events, the records it cannot decode, and
+    the suppression list that keeps a suppressed user's events out (None: not checked)."""
+
+    events: EventsWriter
+    dead_letters: DeadLetterTable
+    suppression: Suppression | None = None
+
+
 class EventsProcessor:
     def __init__(
-        self,
-        stream: str,
-        writer: EventsWriter,
-        dead_letters: DeadLetterTable,
-        metrics: ConsumerMetrics,
-        rules: ItemRules,
-        suppression: Suppression | None = None,
+        self, stream: str, stores: EventStores, metrics: ConsumerMetrics, rules: ItemRules
     ) -> None:
         self._stream = stream
-        self._writer = writer
-        self._dead_letters = dead_letters
+        self._writer = stores.events
+        self._dead_letters = stores.dead_letters
         self._metrics = metrics
         self._rules = rules
-        self._suppression = suppression
+        self._suppression = stores.suppression
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
         started = time.perf_counter()
@@ -189,15 +192,11 @@ def build_events_processor(
 ) -> EventsProcessor:
     """The processor as the worker and the Lambda handler run it, suppression included;
     `batch_write` is the lean BatchWriteItem (consumers/aws.py: open_batch_write)."""
-    privacy = settings.privacy
-    users = SuppressionList(
-        dynamodb, privacy.table, privacy.suppression_cache_seconds, metrics, max_attempts
-    )
-    return EventsProcessor(
-        settings.event_stream,
+    users = SuppressionList(dynamodb, settings.privacy, metrics, max_attempts)
+    stores = EventStores(
         EventsWriter(dynamodb, settings.events_table, metrics, max_attempts, batch_write),
         dead_letters,
-        metrics,
-        ItemRules(settings.events_ttl_days, settings.events_table_buckets),
         Suppression(users, UserItems(dynamodb, settings.events_table, max_attempts)),
     )
+    rules = ItemRules(settings.events_ttl_days, settings.events_table_buckets)
+    return EventsProcessor(settings.event_stream, stores, metrics, rules)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,25 +27,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamWork:
+    """One worker's stream and what it does with the records: shared by its coordinator and
+    every shard reader it starts."""
+
+    kinesis: KinesisClient
+    stream: str
+    processor: RecordProcessor
+    metrics: ConsumerMetrics
+    poll_seconds: float  # the wait after an empty page
+
+
 class ShardReader:
-    def __init__(
-        self,
-        kinesis: KinesisClient,
-        stream: str,
-        held: HeldLease,
-        processor: RecordProcessor,
-        metrics: ConsumerMetrics,
-        poll_seconds: float,
-        stopping: asyncio.Event,
-    ) -> None:
-        self._kinesis = kinesis
-        self._stream = stream
+    def __init__(self, work: StreamWork, held: HeldLease, stopping: asyncio.Event) -> None:
+        self._kinesis = work.kinesis
+        self._stream = work.stream
         self._held = held
-        self._processor = processor
-        self._metrics = metrics
-        self._poll = poll_seconds
+        self._processor = work.processor
+        self._metrics = work.metrics
+        self._poll = work.poll_seconds
         self._stopping = stopping
-        self._age = metrics.iterator_age.labels(held.shard_id)
+        self._age = work.metrics.iterator_age.labels(held.shard_id)
         self._pacer = CallPacer(GET_RECORDS_INTERVAL)
 
     async def run(self) -> None:

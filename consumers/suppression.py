@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple, cast
 from consumers.metrics import ConsumerMetrics
 from consumers.privacy_table import marker_key
 from consumers.retrying import until_processed, with_retries
+from consumers.settings import PrivacySettings
 from tracker.memo import BoundedMemo
 
 if TYPE_CHECKING:
@@ -45,15 +46,16 @@ class SuppressionList:
     def __init__(
         self,
         dynamodb: DynamoDBClient,
-        table: str,
-        cache_seconds: float,
+        privacy: PrivacySettings,
         metrics: ConsumerMetrics,
         max_attempts: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """The markers are in `privacy.table`; a "not suppressed" answer is trusted for
+        `privacy.suppression_cache_seconds`."""
         self._dynamodb = dynamodb
-        self._table = table
-        self._cache_seconds = cache_seconds
+        self._table = privacy.table
+        self._cache_seconds = privacy.suppression_cache_seconds
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._clock = clock

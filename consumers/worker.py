@@ -27,7 +27,7 @@ from consumers.ops_server import ops_server
 from consumers.programs_processor import ProgramsProcessor
 from consumers.records import RecordProcessor
 from consumers.settings import ConsumerSettings
-from consumers.shard_reader import ShardReader
+from consumers.shard_reader import ShardReader, StreamWork
 from consumers.table_check import check_tables, tables_used
 from tracker.programs.redis_writer import ProgramWriter
 
@@ -95,14 +95,14 @@ def _coordinator(
     processor: RecordProcessor,
     metrics: ConsumerMetrics,
 ) -> Coordinator:
+    work = StreamWork(kinesis, stream, processor, metrics, settings.poll_seconds)
+
     def start_reader(held: HeldLease, stopping: asyncio.Event) -> asyncio.Task[None]:
-        reader = ShardReader(
-            kinesis, stream, held, processor, metrics, settings.poll_seconds, stopping
-        )
+        reader = ShardReader(work, held, stopping)
         return asyncio.create_task(reader.run(), name=f"shard-{held.shard_id}")
 
     table = LeaseTable(dynamodb, settings.lease_table, stream)
-    return Coordinator(kinesis, stream, table, settings.leases, metrics, start_reader)
+    return Coordinator(work, table, settings.leases, start_reader)
 
 
 def _stop_on_signals(coordinator: Coordinator) -> None:

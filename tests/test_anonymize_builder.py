@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.facts import request_facts
 from tracker.events.anonymize import anonymize_ip
 from tracker.events.builder import (
     IDS_PER_DRAW,
@@ -216,22 +218,22 @@ CLIENT = TrackingEvent(
 ).SerializeToString()
 
 
-def build(factory: EventFactory | None = None, **overrides: object) -> tuple[str, bytes]:
-    kwargs: dict[str, object] = {
+def build(factory: EventFactory | None = None, **overrides: Any) -> tuple[str, bytes]:
+    fields: dict[str, Any] = {
         "event_type": pb.CLICK,
         "validation": pb.OK,
         "program_id": "summer",
         "program": PROGRAM,
         "timestamp_ms": 1_700_000_000_123,
         "client": CLIENT,
-        "requested_customer_id": 42,
-        "params": {"utm_source": "news", "sub": "7"},
+        "customer": 42,
+        "query": {"utm_source": "news", "sub": "7"},
     }
-    kwargs.update(overrides)
+    fields.update(overrides)
     factory = factory or EventFactory("tracker-a")
-    ivt = kwargs.pop("ivt", pb.IVT_NONE)
-    kwargs["outcome"] = factory.outcomes[kwargs.pop("event_type"), kwargs.pop("validation"), ivt]  # type: ignore[index]
-    return factory.build(**kwargs)  # type: ignore[arg-type]
+    ivt = fields.pop("ivt", pb.IVT_NONE)
+    outcome = factory.outcomes[fields["event_type"], fields["validation"], ivt]
+    return factory.build(outcome, request_facts(**fields))
 
 
 def test_build_carries_every_field() -> None:
@@ -322,12 +324,12 @@ def test_build_without_program_leaves_program_fields_empty() -> None:
 
 
 def test_build_without_customer_parameter_records_zero() -> None:
-    event = TrackingEvent.FromString(build(requested_customer_id=None)[1])
+    event = TrackingEvent.FromString(build(customer=0)[1])
     assert event.requested_customer_id == 0
 
 
 def test_build_cuts_the_instance_id() -> None:
-    _, data = build(EventFactory("i" * 2000), params={})
+    _, data = build(EventFactory("i" * 2000), query={})
     event = TrackingEvent.FromString(data)
     assert event.tracker_instance == "i" * MAX_HEADER_TEXT
     assert MAX_HEADER_TEXT == 512
@@ -368,15 +370,20 @@ def test_build_parses_as_the_event_built_field_by_field(
     params: dict[str, str],
 ) -> None:
     program = PROGRAM if program_id == "summer" else None
-    message_id, data = SHARED_FACTORY.build(
-        SHARED_FACTORY.outcomes[event_type, validation, pb.IVT_NONE],
-        program_id,
-        program,
-        timestamp_ms,
-        TrackingEvent(user_agent=user_agent, client_ip_anonymized=client_ip).SerializeToString(),
-        customer,
-        params,
+    facts = request_facts(
+        program_id=program_id,
+        program=program,
+        timestamp_ms=timestamp_ms,
+        event_type=event_type,
+        validation=validation,
+        query=params,
+        client=TrackingEvent(
+            user_agent=user_agent, client_ip_anonymized=client_ip
+        ).SerializeToString(),
+        customer=customer or 0,
     )
+    outcome = SHARED_FACTORY.outcomes[event_type, validation, pb.IVT_NONE]
+    message_id, data = SHARED_FACTORY.build(outcome, facts)
     expected = TrackingEvent(
         programid=program_id,
         tracker_instance="tracker-shared",
@@ -389,7 +396,7 @@ def test_build_parses_as_the_event_built_field_by_field(
         user_agent=user_agent,
         client_ip_anonymized=client_ip,
         requested_customer_id=customer or 0,
-        params=params,
+        params=extra_params(params.items()),
     )
     if program is not None:
         expected.checksum = program.checksum

@@ -283,8 +283,10 @@ async def make_shipper(
     disk = DiskLog(SpillSettings(directory, max_bytes=1024**3, fsync=False), fallback)
     await disk.open()
     buffer.overflow = disk.append
-    options = ShipperOptions(linger=linger, max_in_flight=max_in_flight, spill_after=spill_after)
-    shipper = Shipper(buffer, disk, sink, metrics, options, rng=random.Random(0))
+    options = ShipperOptions(
+        linger=linger, max_in_flight=max_in_flight, spill_after=spill_after, jitter_seed=0
+    )
+    shipper = Shipper(buffer, disk, sink, metrics, options)
     _DISKS[shipper] = (disk, fallback)
     return shipper, buffer, metrics
 

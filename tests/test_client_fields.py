@@ -8,8 +8,8 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from multidict import CIMultiDict, MultiDict
 
+from tests.support.facts import program_of, request_facts
 from tests.support.tcf_strings import tc_string
 from tracker.privacy.client_fields import (
     MAX_ADDRESSES,
@@ -64,11 +64,14 @@ def client_event(
     customer_id: int = 42,
     day: int = DAY,
 ) -> pb.TrackingEvent:
-    request_headers = CIMultiDict({"User-Agent": AGENT, "Referer": REFERER, **(headers or {})})
-    user_agent = request_headers.get("User-Agent", "")[:MAX_USER_AGENT]
-    data = fields.fragment(
-        MultiDict(query or {}), request_headers, user_agent, address, customer_id, day
+    facts = request_facts(
+        program=program_of(customer_id),
+        query=query,
+        headers={"User-Agent": AGENT, "Referer": REFERER, **(headers or {})},
+        address=address,
+        day=day,
     )
+    data = fields.fragment(facts)
     return pb.TrackingEvent.FromString(data)
 
 

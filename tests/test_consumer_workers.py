@@ -22,7 +22,7 @@ from consumers.leases import HeldLease, LeaseTable
 from consumers.metrics import ConsumerMetrics
 from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
-from consumers.shard_reader import ShardReader
+from consumers.shard_reader import ShardReader, StreamWork
 from tests.conftest import StartTracker
 from tests.support.consumers import (
     consumer_env,
@@ -285,14 +285,13 @@ class _coordinator:  # noqa: N801 (used as `async with _coordinator(...)`)
         metrics = ConsumerMetrics()
         stream = self._settings.event_stream
 
+        work = StreamWork(kinesis, stream, self._processor, metrics, 0.1)
+
         def start_reader(held: HeldLease, stopping: asyncio.Event) -> asyncio.Task[None]:
-            reader = ShardReader(kinesis, stream, held, self._processor, metrics, 0.1, stopping)
-            return asyncio.create_task(reader.run())
+            return asyncio.create_task(ShardReader(work, held, stopping).run())
 
         table = LeaseTable(dynamodb, self._settings.lease_table, stream)
-        self._coordinator = Coordinator(
-            kinesis, stream, table, self._settings.leases, metrics, start_reader
-        )
+        self._coordinator = Coordinator(work, table, self._settings.leases, start_reader)
         self._task = asyncio.create_task(self._coordinator.run())
         return self._coordinator
 

@@ -24,7 +24,7 @@ from consumers import privacy
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import bucket_of
-from consumers.events_processor import EventsProcessor
+from consumers.events_processor import EventsProcessor, EventStores
 from consumers.events_writer import EventsWriter
 from consumers.metrics import ConsumerMetrics
 from consumers.privacy_table import PrivacyTable
@@ -97,8 +97,10 @@ def processor(settings: ConsumerSettings, dynamodb: DynamoDBClient) -> EventsPro
     metrics = ConsumerMetrics()
     return EventsProcessor(
         settings.event_stream,
-        EventsWriter(dynamodb, settings.events_table, metrics, 3),
-        DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, 3),
+        EventStores(
+            EventsWriter(dynamodb, settings.events_table, metrics, 3),
+            DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, 3),
+        ),
         metrics,
         item_rules(settings),
     )

@@ -17,7 +17,7 @@ import pytest
 from consumers.aws import open_batch_write, open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import bucket_of
-from consumers.events_processor import EventsProcessor
+from consumers.events_processor import EventsProcessor, EventStores
 from consumers.events_writer import EventsWriter, UnprocessedItemsError
 from consumers.metrics import ConsumerMetrics
 from consumers.records import StreamRecord
@@ -84,9 +84,8 @@ async def consumer(
         batch_write = await open_batch_write(dynamodb, stack)
         writer = EventsWriter(dynamodb, settings.events_table, metrics, max_attempts, batch_write)
         dead_letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, max_attempts)
-        processor = EventsProcessor(
-            settings.event_stream, writer, dead_letters, metrics, item_rules(settings)
-        )
+        stores = EventStores(writer, dead_letters)
+        processor = EventsProcessor(settings.event_stream, stores, metrics, item_rules(settings))
         yield Consumer(processor, writer, metrics)
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,13 +24,13 @@ from consumers import privacy
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import Item
-from consumers.events_processor import EventsProcessor, Suppression
+from consumers.events_processor import EventsProcessor, EventStores, Suppression
 from consumers.events_writer import EventsWriter, Rejected
 from consumers.lambda_handlers import ENVIRONMENT, events_handler
 from consumers.metrics import ConsumerMetrics
 from consumers.privacy_table import PrivacyTable
 from consumers.records import StreamRecord
-from consumers.settings import ConsumerSettings
+from consumers.settings import ConsumerSettings, PrivacySettings
 from consumers.suppression import SuppressionList
 from consumers.user_items import UserItems
 from tests.support.clock import FakeClock
@@ -138,7 +139,7 @@ async def test_a_not_suppressed_answer_expires_and_a_suppressed_one_is_kept(
 ) -> None:
     clock = FakeClock()
     metrics = ConsumerMetrics()
-    users = SuppressionList(dynamodb, settings.privacy.table, 5, metrics, clock=clock)
+    users = SuppressionList(dynamodb, trusted_for_5_s(settings), metrics, clock=clock)
     alice, bob = key_of(ALICE), key_of(BOB)
 
     verdict = await users.check({alice, bob})
@@ -167,14 +168,18 @@ async def test_a_batch_without_user_keys_makes_no_lookup(
 ) -> None:
     metrics = ConsumerMetrics()
     # A privacy table that does not exist: any lookup would fail the batch.
-    users = SuppressionList(dynamodb, "no-such-privacy-table", 5, metrics, max_attempts=1)
+    users = SuppressionList(
+        dynamodb, replace(settings.privacy, table="no-such-privacy-table"), metrics, max_attempts=1
+    )
     processor = EventsProcessor(
         settings.event_stream,
-        EventsWriter(dynamodb, settings.events_table, metrics, 1),
-        DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, 1),
+        EventStores(
+            EventsWriter(dynamodb, settings.events_table, metrics, 1),
+            DeadLetterTable(dynamodb, settings.dead_letter_table, metrics, 1),
+            Suppression(users, UserItems(dynamodb, settings.events_table, 1)),
+        ),
         metrics,
         item_rules(settings),
-        Suppression(users, UserItems(dynamodb, settings.events_table, 1)),
     )
     anonymous = [user_event(None) for _ in range(5)]
     await processor.process(SHARD, records(anonymous))
@@ -211,7 +216,7 @@ async def test_a_write_slower_than_the_cache_is_checked_again_and_undone(
 ) -> None:
     clock = FakeClock()
     metrics = ConsumerMetrics()
-    users = SuppressionList(dynamodb, settings.privacy.table, 5, metrics, clock=clock)
+    users = SuppressionList(dynamodb, trusted_for_5_s(settings), metrics, clock=clock)
 
     async def erase_starts_during_a_throttled_write() -> None:
         await privacy_table(settings, dynamodb).suppress(key_of(ALICE), "erase")
@@ -220,11 +225,13 @@ async def test_a_write_slower_than_the_cache_is_checked_again_and_undone(
     writer = SlowWriter(settings, dynamodb, metrics, erase_starts_during_a_throttled_write)
     processor = EventsProcessor(
         settings.event_stream,
-        writer,
-        DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
+        EventStores(
+            writer,
+            DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
+            Suppression(users, UserItems(dynamodb, settings.events_table)),
+        ),
         metrics,
         item_rules(settings),
-        Suppression(users, UserItems(dynamodb, settings.events_table)),
     )
     alice = [user_event(ALICE) for _ in range(3)]
     others = [user_event(BOB), user_event(None)]
@@ -441,8 +448,10 @@ def unchecked_processor(settings: ConsumerSettings, dynamodb: DynamoDBClient) ->
     metrics = ConsumerMetrics()
     return EventsProcessor(
         settings.event_stream,
-        EventsWriter(dynamodb, settings.events_table, metrics),
-        DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
+        EventStores(
+            EventsWriter(dynamodb, settings.events_table, metrics),
+            DeadLetterTable(dynamodb, settings.dead_letter_table, metrics),
+        ),
         metrics,
         item_rules(settings),
     )
@@ -487,3 +496,8 @@ async def test_erase_deletes_what_a_worker_stored_while_it_waited(
     assert await stored(settings) == ids(late)
     assert await erasing == 5
     assert await stored(settings) == set()
+
+
+def trusted_for_5_s(settings: ConsumerSettings) -> PrivacySettings:
+    """The privacy settings with "not suppressed" answers trusted for 5 s (the tests' clock)."""
+    return replace(settings.privacy, suppression_cache_seconds=5)

@@ -98,39 +98,15 @@ def build_core(
         cache_settings.negative_ttl_seconds,
     )
     redis_client = _request_path_client(settings)
-    # Subscription and resync: patient timeouts, errors surface at once so the supervisor sees them.
-    pubsub_client = redis.Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=2.0,
-        socket_timeout=10.0,
-        socket_keepalive=True,
-        health_check_interval=10,
-        retry=Retry(NoBackoff(), 0),
-    )
+    pubsub_client = _patient_client(settings)
     store = ProgramStore(redis_client, settings.redis_timeout_seconds, bulk_client=pubsub_client)
     resolver = MissResolver(cache, store, max_in_flight=MAX_CONCURRENT_MISSES)
-    subscriber = PushSubscriber(
-        pubsub_client, settings.program_channel, cache, store, resolver, metrics
-    )
-    buffer = EventBuffer(settings.shipping.buffer_max_events)
-    fallback = MemoryFallback(buffer, metrics.drops)
-    log = DiskLog(settings.shipping.spill, fallback)
-    buffer.overflow = log.append
-    if settings.shipping.write_ahead:
-        buffer.divert(True)  # every event to the log first ...
-        log.mirror = buffer.keep  # ... which hands it back to memory once it is written
+    subscriber = PushSubscriber(pubsub_client, settings.program_channel, resolver, metrics)
+    buffer, log, fallback = _event_path(settings, metrics)
     metrics.track_gauge("tracker_cache_entries", "Programs in the L1 cache", lambda: len(cache))
-    metrics.track_gauge(
-        "tracker_ship_buffer_depth", "Events waiting to be shipped", lambda: len(buffer)
-    )
-    _track_spill(metrics, log)
     # The day's secret is fetched by a background task, on the patient client.
     secrets = DailySecrets(pubsub_client, clock)
-    privacy = settings.privacy
-    client_fields = ClientFields(
-        ConsentDecider(privacy.tcf_vendor_id), secrets, privacy.user_id_key
-    )
-    _track_privacy(metrics, client_fields, secrets)
+    client_fields = _client_fields(settings, metrics, secrets)
     integrity = _integrity_checks(settings, redis_client, secrets)
     _track_integrity(metrics, integrity)
     return TrackerCore(
@@ -151,6 +127,35 @@ def build_core(
         pubsub_client,
         clock,
     )
+
+
+def _event_path(
+    settings: TrackerSettings, metrics: TrackerMetrics
+) -> tuple[EventBuffer, DiskLog, MemoryFallback]:
+    """The buffer the request path offers events to, and the on-disk log behind it."""
+    buffer = EventBuffer(settings.shipping.buffer_max_events)
+    fallback = MemoryFallback(buffer, metrics.drops)
+    log = DiskLog(settings.shipping.spill, fallback)
+    buffer.overflow = log.append
+    if settings.shipping.write_ahead:
+        buffer.divert(True)  # every event to the log first ...
+        log.mirror = buffer.keep  # ... which hands it back to memory once it is written
+    metrics.track_gauge(
+        "tracker_ship_buffer_depth", "Events waiting to be shipped", lambda: len(buffer)
+    )
+    _track_spill(metrics, log)
+    return buffer, log, fallback
+
+
+def _client_fields(
+    settings: TrackerSettings, metrics: TrackerMetrics, secrets: DailySecrets
+) -> ClientFields:
+    privacy = settings.privacy
+    client_fields = ClientFields(
+        ConsentDecider(privacy.tcf_vendor_id), secrets, privacy.user_id_key
+    )
+    _track_privacy(metrics, client_fields, secrets)
+    return client_fields
 
 
 def _integrity_checks(
@@ -252,4 +257,17 @@ def _request_path_client(settings: TrackerSettings) -> redis.Redis:
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         max_connections=MAX_CONCURRENT_MISSES + 8,
+    )
+
+
+def _patient_client(settings: TrackerSettings) -> redis.Redis:
+    """Redis for the subscription and resync: patient timeouts, and errors surface at once so
+    that the supervisor sees them."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        socket_keepalive=True,
+        health_check_interval=10,
+        retry=Retry(NoBackoff(), 0),
     )

@@ -7,16 +7,14 @@ that is capped at REDIS_TIMEOUT_MS and shared with every concurrent miss for the
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from time import perf_counter
-from typing import NamedTuple
 
 from aiohttp import web
-from multidict import CIMultiDictProxy, MultiMapping
+from multidict import MultiMapping
 
 from tracker.answers import FixedAnswer
 from tracker.core import TrackerCore
-from tracker.events.builder import NO_PARAMS, RESERVED_PARAMS, extra_params, is_billable
+from tracker.events.builder import is_billable
 from tracker.headertext import valid_text
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.integrity.prefetch import is_prefetch
@@ -24,6 +22,7 @@ from tracker.memo import BoundedMemo
 from tracker.privacy.client_fields import MAX_USER_AGENT
 from tracker.privacy.daily_secret import DAY_SECONDS
 from tracker.programs.model import Program, is_program_id
+from tracker.request_facts import RequestFacts
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.validation.cache import Absent
 from tracker.validation.validator import classify
@@ -37,24 +36,6 @@ NO_CACHE = "no-cache, no-store, must-revalidate"
 PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": NO_CACHE}, PIXEL_GIF)
 # One per landing URL, at most ~5 KB each.
 MAX_REDIRECT_ANSWERS = 2_000
-
-
-class Tracked(NamedTuple):
-    validation: int
-    program: Program | None
-    message_id: str  # "" for a click whose event is recorded after its answer
-
-
-class PendingClick(NamedTuple):
-    """A click whose event waits for the duplicate check (its answer does not)."""
-
-    validation: int
-    program_id: str
-    program: Program | None
-    now: float
-    client: bytes
-    customer: int
-    query: MultiMapping[str]
 
 
 class TrackingHandlers:
@@ -93,7 +74,8 @@ class TrackingHandlers:
         if program_id is None:
             stats.outcomes[MALFORMED] += 1
         else:
-            await self._track(request, query, stats, pb.IMPRESSION, program_id)
+            facts = RequestFacts(query, request.headers, pb.IMPRESSION, program_id)
+            await self._track(request, facts, stats)
         stats.observe(perf_counter() - started)
         return PIXEL_ANSWER.respond(request)
 
@@ -102,17 +84,18 @@ class TrackingHandlers:
         stats = self._stats["click"]
         query = request.query
         program_id = query.get("program")
+        facts = None
         if program_id is None:
             stats.outcomes[MALFORMED] += 1
-            tracked = None
         else:
-            tracked = await self._track(request, query, stats, pb.CLICK, program_id)
-        if tracked is None:
+            facts = RequestFacts(query, request.headers, pb.CLICK, program_id)
+            facts = await self._track(request, facts, stats)
+        if facts is None:
             return _json_error(400, "query parameter 'program' is missing or malformed")
         stats.observe(perf_counter() - started)
         destination = self._fallback
-        if tracked.validation == pb.OK and tracked.program and tracked.program.landing_url:
-            destination = tracked.program.landing_url
+        if facts.validation == pb.OK and facts.program and facts.program.landing_url:
+            destination = facts.program.landing_url
         if destination is None:
             return _json_error(404, "no destination for this program")
         return self._redirect(destination).respond(request)
@@ -129,7 +112,8 @@ class TrackingHandlers:
         started = perf_counter()
         stats = self._stats["event"]
         program_id = request.match_info["program_id"]
-        tracked = await self._track(request, request.query, stats, pb.EVENT, program_id)
+        facts = RequestFacts(request.query, request.headers, pb.EVENT, program_id)
+        tracked = await self._track(request, facts, stats)
         if tracked is None:
             return _json_error(400, "program id is malformed")
         stats.observe(perf_counter() - started)
@@ -137,20 +121,14 @@ class TrackingHandlers:
             return _json_error(
                 404, "unknown program", programId=program_id, messageId=tracked.message_id
             )
-        return web.json_response(
-            _event_body(request, program_id, tracked), headers={"Cache-Control": NO_CACHE}
-        )
+        return web.json_response(_event_body(tracked), headers={"Cache-Control": NO_CACHE})
 
     async def _track(
-        self,
-        request: web.Request,
-        query: MultiMapping[str],
-        stats: RouteStats,
-        event_type: int,
-        program_id: str,
-    ) -> Tracked | None:
+        self, request: web.Request, facts: RequestFacts, stats: RouteStats
+    ) -> RequestFacts | None:
         """Validate against L1 (Redis on a miss) and hand the event to the shipper; None, and
         counted as malformed, when the program id is not well formed."""
+        program_id = facts.program_id
         found: Program | Absent | None = self._cache.get(program_id)
         if found is None:
             # Only well-formed ids are ever cached, so the format is checked on a miss alone.
@@ -163,114 +141,77 @@ class TrackingHandlers:
             self._lookups[LOOKUP_NEGATIVE_HIT] += 1
         else:
             self._lookups[LOOKUP_HIT] += 1
-        now = self._clock()
-        customer_text = query.get("customer")
-        customer = _customer_id(customer_text)
+        facts.now = now = self._clock()
+        customer_text = facts.query.get("customer")
+        facts.customer = customer = _customer_id(customer_text)
         validation = classify(found, customer if customer_text is not None else None, now)
+        facts.validation = validation
         stats.outcomes[validation] += 1
-        program = found if found.__class__ is Program else None
-        return await self._record(
-            request, query, event_type, validation, program_id, program, now, customer
-        )
+        facts.program = found if found.__class__ is Program else None
+        await self._record(request, facts)
+        return facts
 
-    async def _record(
-        self,
-        request: web.Request,
-        query: MultiMapping[str],
-        event_type: int,
-        validation: int,
-        program_id: str,
-        program: Program | None,
-        now: float,
-        customer: int,
-    ) -> Tracked:
+    async def _record(self, request: web.Request, facts: RequestFacts) -> None:
         """Classify the traffic, minimise the client's fields, and hand the event over (a click
         that may be a duplicate: once the check answers, without holding up its redirect)."""
-        headers = request.headers
+        headers = facts.headers
         user_agent = headers.get("User-Agent", "")[:MAX_USER_AGENT]
         if not user_agent.isascii():  # inline: a call per request costs more than this test
             user_agent = valid_text(user_agent)
-        address = self._client_ip(request, headers)
-        ivt = self._invalid_traffic(request, headers, query, event_type, user_agent, now)
-        day = int(now // DAY_SECONDS)
-        customer_id = program.customer_id if program is not None else 0
-        client = self._client_fields(query, headers, user_agent, address, customer_id, day)
-        message_id = ""
+        facts.user_agent = user_agent
+        facts.address = address = self._client_ip(request, headers)
+        now = facts.now
+        facts.timestamp_ms = int(now * 1000)
+        facts.day = day = int(now // DAY_SECONDS)
+        ivt = self._invalid_traffic(request, facts)
+        facts.client = self._client_fields(facts)
+        event_type = facts.event_type
         if ivt == pb.IVT_NONE and event_type == pb.CLICK and self._duplicates is not None:
-            click = PendingClick(validation, program_id, program, now, client, customer, query)
             if self._write_ahead_log is None:
-                self._duplicates.submit(click, program_id, address or "", user_agent, day)
-                return Tracked(validation, program, message_id)
+                self._duplicates.submit(facts, facts.program_id, address or "", user_agent, day)
+                return
             # Write-ahead: the answer waits for its event on disk, so for the check too.
             duplicate = await self._duplicates.seen_before(
-                program_id, address or "", user_agent, day
+                facts.program_id, address or "", user_agent, day
             )
-            self._record_checked_click(click, duplicate)
+            self._record_checked_click(facts, duplicate)
         else:
             # _outcome, inline on the hot path
+            validation = facts.validation
             self._by_ivt[ivt][validation == pb.OK and ivt == pb.IVT_NONE] += 1
-            outcome = self._outcomes[event_type, validation, ivt]
-            message_id = self._ship(outcome, program_id, program, now, client, customer, query)
+            self._ship(self._outcomes[event_type, validation, ivt], facts)
         if self._write_ahead_log is not None:
             await self._write_ahead_log.committed()
-        return Tracked(validation, program, message_id)
 
-    def _invalid_traffic(
-        self,
-        request: web.Request,
-        headers: CIMultiDictProxy[str],
-        query: MultiMapping[str],
-        event_type: int,
-        user_agent: str,
-        now: float,
-    ) -> int:
+    def _invalid_traffic(self, request: web.Request, facts: RequestFacts) -> int:
         """The one reason this event is not worth billing, checked from the cheapest up, or
         IVT_NONE (duplicate clicks are checked after, in Redis)."""
+        user_agent = facts.user_agent
         crawler = self._known_crawler(user_agent)  # the memo's own lookup: no call on a hit
         if crawler is None:
             crawler = self._crawlers.is_crawler(user_agent)
         if crawler:
             return pb.IVT_KNOWN_CRAWLER
-        if is_prefetch(headers):
+        if is_prefetch(facts.headers):
             return pb.IVT_PREFETCH
-        if event_type == pb.CLICK and self._links is not None:
-            return self._links.check(request.path, query, now)
+        if facts.event_type == pb.CLICK and self._links is not None:
+            return self._links.check(request.path, facts.query, facts.now)
         return pb.IVT_NONE
 
-    def _record_checked_click(self, click: PendingClick, duplicate: bool) -> None:
+    def _record_checked_click(self, facts: RequestFacts, duplicate: bool) -> None:
         ivt = pb.IVT_DUPLICATE_CLICK if duplicate else pb.IVT_NONE
-        outcome = self._outcome(pb.CLICK, click.validation, ivt)
-        self._ship(
-            outcome,
-            click.program_id,
-            click.program,
-            click.now,
-            click.client,
-            click.customer,
-            click.query,
-        )
+        self._ship(self._outcome(pb.CLICK, facts.validation, ivt), facts)
 
     def _outcome(self, event_type: int, validation: int, ivt: int) -> bytes:
         self._by_ivt[ivt][is_billable(validation, ivt)] += 1
         return self._outcomes[event_type, validation, ivt]
 
-    def _ship(
-        self,
-        outcome: bytes,
-        program_id: str,
-        program: Program | None,
-        now: float,
-        client: bytes,
-        customer: int,
-        query: MultiMapping[str],
-    ) -> str:
-        message_id, data = self._events.build(
-            outcome, program_id, program, int(now * 1000), client, customer, _extra_params(query)
-        )
+    def _ship(self, outcome: bytes, facts: RequestFacts) -> None:
+        message_id, data = self._events.build(outcome, facts)
+        facts.message_id = message_id
         self._buffer.offer(message_id, data)  # or to the disk log, see EventBuffer
-        return message_id
 
-    def _client_ip(self, request: web.Request, headers: CIMultiDictProxy[str]) -> str | None:
+    def _client_ip(self, request: web.Request, headers: MultiMapping[str]) -> str | None:
         if self._trust_forwarded:
             forwarded = headers.get("X-Forwarded-For")
             if forwarded:
@@ -279,12 +220,6 @@ class TrackingHandlers:
                 address = forwarded.rsplit(",", 1)[-1].strip()
                 return address if address.isascii() else None
         return request.remote
-
-
-def _extra_params(query: MultiMapping[str]) -> Mapping[str, str]:
-    if RESERVED_PARAMS.issuperset(query.keys()):
-        return NO_PARAMS  # the common pixel: nothing but the program (and customer)
-    return extra_params(query.items())
 
 
 def _customer_id(text: str | None) -> int:
@@ -296,18 +231,18 @@ def _customer_id(text: str | None) -> int:
     return -1
 
 
-def _event_body(request: web.Request, program_id: str, tracked: Tracked) -> dict[str, object]:
-    program = tracked.program
+def _event_body(facts: RequestFacts) -> dict[str, object]:
+    program = facts.program
     return {
-        "messageId": tracked.message_id,
-        "programId": program_id,
+        "messageId": facts.message_id,
+        "programId": facts.program_id,
         "programName": program.program_name if program else None,
         "customerId": program.customer_id if program else None,
         "customerName": program.customer_name if program else None,
         "checksum": program.checksum if program else None,
-        "userAgent": valid_text(request.headers.get("User-Agent", "")[:MAX_USER_AGENT]),
-        "valid": tracked.validation == pb.OK,
-        "validation": pb.Validation.Name(tracked.validation),
+        "userAgent": facts.user_agent,
+        "valid": facts.validation == pb.OK,
+        "validation": pb.Validation.Name(facts.validation),
     }
 
 

@@ -16,6 +16,7 @@ from aiobotocore.session import get_session
 from consumers.event_items import ItemRules
 from consumers.provision import provision
 from consumers.settings import ConsumerSettings
+from tests.support.facts import request_facts
 from tests.support.kinesis import kinesis_client
 from tracker.events.builder import EventFactory
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -66,17 +67,11 @@ def item_rules(settings: ConsumerSettings) -> ItemRules:
 def make_events(count: int, program_id: str = "p1") -> list[bytes]:
     factory = EventFactory("test-producer")
     now_ms = int(time.time() * 1000)
+    client = pb.TrackingEvent(user_agent="ua", client_ip_anonymized="10.0.0.0").SerializeToString()
     return [
         factory.build(
-            outcome=factory.outcomes[pb.IMPRESSION, pb.OK, pb.IVT_NONE],
-            program_id=program_id,
-            program=None,
-            timestamp_ms=now_ms + i,
-            client=pb.TrackingEvent(
-                user_agent="ua", client_ip_anonymized="10.0.0.0"
-            ).SerializeToString(),
-            requested_customer_id=None,
-            params={},
+            factory.outcomes[pb.IMPRESSION, pb.OK, pb.IVT_NONE],
+            request_facts(program_id=program_id, timestamp_ms=now_ms + i, client=client),
         )[1]
         for i in range(count)
     ]

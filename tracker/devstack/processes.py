@@ -42,6 +42,8 @@ def wait_for_port(
 class ManagedProcess:
     """A child process that listens on a port; stopped with SIGTERM, killed if it lingers."""
 
+    start_timeout = 30.0  # seconds for the port to open
+
     def __init__(
         self,
         name: str,
@@ -49,14 +51,12 @@ class ManagedProcess:
         port: int,
         env: Mapping[str, str] | None = None,
         output: IO[bytes] | int | None = None,
-        start_timeout: float = 30.0,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.port = port
         self.env = dict(env) if env is not None else None
         self.output = output if output is not None else subprocess.DEVNULL
-        self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from tracker.memo import BoundedMemo
 from tracker.programs.model import Program
+from tracker.request_facts import RequestFacts
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 MAX_HEADER_TEXT = 512
@@ -112,36 +113,29 @@ class EventFactory:
         self._stamp_ms = -1
         self._stamp = b""
 
-    def build(
-        self,
-        outcome: bytes,
-        program_id: str,
-        program: Program | None,
-        timestamp_ms: int,
-        client: bytes,
-        requested_customer_id: int | None,
-        params: Mapping[str, str],
-    ) -> tuple[str, bytes]:
-        """(message_id, serialized event). `outcome` is one of `outcomes`, `client` the client's
-        serialized fields."""
+    def build(self, outcome: bytes, facts: RequestFacts) -> tuple[str, bytes]:
+        """(message_id, serialized event). `outcome` is one of `outcomes`; `facts` holds the
+        program, the time and the client's serialized fields."""
         message_id = new_message_id()
+        timestamp_ms = facts.timestamp_ms
         if timestamp_ms != self._stamp_ms:
             self._stamp = TrackingEvent(timestamp_ms=timestamp_ms).SerializeToString()
             self._stamp_ms = timestamp_ms
         parts = [
-            self._prefix(program_id, program),
-            client,
+            self._prefix(facts.program_id, facts.program),
+            facts.client,
             outcome,
             MESSAGE_ID_FIELD,
             message_id.encode(),
             self._stamp,
         ]
-        if requested_customer_id:
-            parts.append(
-                TrackingEvent(requested_customer_id=requested_customer_id).SerializeToString()
-            )
-        if params:
-            parts.append(TrackingEvent(params=params).SerializeToString())
+        if facts.customer:
+            parts.append(TrackingEvent(requested_customer_id=facts.customer).SerializeToString())
+        query = facts.query
+        if not RESERVED_PARAMS.issuperset(query.keys()):  # the common pixel has none
+            params = extra_params(query.items())
+            if params:
+                parts.append(TrackingEvent(params=params).SerializeToString())
         return message_id, b"".join(parts)
 
     def _prefix(self, program_id: str, program: Program | None) -> bytes:

@@ -56,6 +56,7 @@ class ShipperOptions:
     aggregate: bool = False
     spill_after: float = 5.0
     write_ahead: bool = False
+    jitter_seed: int | None = None  # tests: the same retry delays every run
 
 
 class Batch(NamedTuple):
@@ -81,7 +82,6 @@ class Shipper:
         sink: RecordSink,
         metrics: TrackerMetrics,
         options: ShipperOptions,
-        rng: random.Random | None = None,
     ) -> None:
         self._buffer = buffer
         self._disk = disk
@@ -92,7 +92,7 @@ class Shipper:
         self._sending: set[asyncio.Task[None]] = set()
         self._unsent: dict[asyncio.Task[None], list[Entry]] = {}  # memory batches in send tasks
         self._in_flight_entries = 0
-        self._rng = rng or random.Random()
+        self._rng = random.Random(options.jitter_seed)
         self._closing = False
         self._last_progress = time.monotonic()
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from multidict import MultiMapping
-
 from tracker.events.anonymize import anonymize_ip
 from tracker.headertext import valid_text
 from tracker.memo import BoundedMemo
@@ -26,6 +24,7 @@ from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 if TYPE_CHECKING:
     from tracker.privacy.daily_secret import DailySecrets
+    from tracker.request_facts import RequestFacts
 
 MAX_USER_AGENT = 512
 MAX_CLIENTS = 2048  # at most ~3 KB per entry
@@ -66,18 +65,11 @@ class ClientFields:
         self.opted_out = 0
         self.visitor_id_unavailable = 0  # no secret for the day at hand: fail closed
 
-    def fragment(
-        self,
-        query: MultiMapping[str],
-        headers: MultiMapping[str],
-        user_agent: str,
-        address: str | None,
-        customer_id: int,
-        day: int,
-    ) -> bytes:
-        """The client's part of the event. `user_agent` is cut to MAX_USER_AGENT already;
-        `customer_id` is the program's (0: unknown program, which gets no visitor_id); `day` the
-        UTC day of the request."""
+    def fragment(self, facts: RequestFacts) -> bytes:
+        """The client's part of the event, from the request's query and headers, its user agent
+        (cut to MAX_USER_AGENT already), address, program (an unknown program's event gets no
+        visitor_id) and UTC day."""
+        query = facts.query
         gdpr = query.get("gdpr")
         consent: int
         if gdpr is None:
@@ -85,33 +77,29 @@ class ClientFields:
         else:
             consent = self._consent.decide(gdpr, query.get("gdpr_consent"))
         self.by_consent[consent] += 1
+        headers = facts.headers
         referer = valid_text(headers.get("Referer", "")[:MAX_PARSED])
         if headers.get("Sec-GPC") == "1" or headers.get("DNT") == "1":
             self.opted_out += 1
             return self._withheld_fragment(referer, consent, True)
         if consent == pb.CONSENT_DENIED:
             return self._withheld_fragment(referer, consent, False)
-        if address is not None and len(address) > MAX_ADDRESS:
-            address = None
-        fragment = self._observed_fragment(user_agent, referer, address, customer_id, consent, day)
+        fragment = self._observed_fragment(facts, referer, consent)
         uid = query.get("uid")
         if uid is not None and self._user_id_key is not None:
             fragment += self._user_key_field(uid, self._user_id_key)
         return fragment
 
-    def _observed_fragment(
-        self,
-        user_agent: str,
-        referer: str,
-        address: str | None,
-        customer_id: int,
-        consent: int,
-        day: int,
-    ) -> bytes:
-        secret = self._secrets.for_day(day)
+    def _observed_fragment(self, facts: RequestFacts, referer: str, consent: int) -> bytes:
+        secret = self._secrets.for_day(facts.day)
         if secret is not self._observed_secret:
             self._observed.clear()  # a new day (or a new secret): no pseudonym survives it
             self._observed_secret = secret
+        address = facts.address
+        if address is not None and len(address) > MAX_ADDRESS:
+            address = None
+        user_agent = facts.user_agent
+        customer_id = facts.customer_id
         key = (user_agent, referer, address, customer_id, consent)
         fragment = self._observed.get(key)
         if fragment is not None:

@@ -18,8 +18,6 @@ from redis.exceptions import RedisError
 from tracker.backoff import backoff_delay
 from tracker.metrics import TrackerMetrics
 from tracker.programs.model import ProgramFormatError, parse_update_json
-from tracker.validation.cache import ProgramCache
-from tracker.validation.store import ProgramStore
 from tracker.validation.validator import MissResolver
 
 log = logging.getLogger(__name__)
@@ -32,15 +30,14 @@ class PushSubscriber:
         self,
         client: redis.Redis,
         channel: str,
-        cache: ProgramCache,
-        store: ProgramStore,
         resolver: MissResolver,
         metrics: TrackerMetrics,
     ) -> None:
+        """Pushed changes go into the resolver's cache, and a resync reads its store."""
         self._client = client
         self._channel = channel
-        self._cache = cache
-        self._store = store
+        self._cache = resolver.cache
+        self._store = resolver.store
         self._resolver = resolver
         self._metrics = metrics
         self.live = False

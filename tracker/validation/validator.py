@@ -58,6 +58,16 @@ class MissResolver:
         self._flights: dict[str, _Flight] = {}
         self.redis_calls = 0
 
+    @property
+    def cache(self) -> ProgramCache:
+        """The cache that resolved programs go into."""
+        return self._cache
+
+    @property
+    def store(self) -> ProgramStore:
+        """Where misses are resolved: Redis."""
+        return self._store
+
     async def resolve(self, program_id: str) -> Program | Absent | None:
         """What Redis holds for the id; None when Redis cannot answer now."""
         flight = self._flights.get(program_id)
