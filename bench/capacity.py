@@ -20,10 +20,7 @@ from typing import Any
 from bench.capacity_check import local_check
 from bench.capacity_cpu import consumer_cpu, tracker_cpu
 from bench.event_sizes import capture, sizes
-from bench.stack import BenchStack, canned_kinesis
-from tracker.devstack.processes import REPO_ROOT
-
-DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
+from bench.stack import canned_kinesis, demo_stack
 
 
 @dataclass(frozen=True)
@@ -56,9 +53,7 @@ def measure_capacity(quick: bool) -> dict[str, Any]:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "local")
     part: dict[str, Any] = {"rounds": amounts.rounds}
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
+    with demo_stack() as stack:
         samples = capture(stack)
         part["sizes"] = sizes(samples)
         with canned_kinesis(stack) as to_canned:

@@ -20,10 +20,9 @@ from typing import Any
 from bench.hey import HeyResult, run_hey
 from bench.metrics_probe import read_metric
 from bench.procstat import cpu_seconds, idle_cpu_per_second
-from bench.stack import BenchStack, scan_pages
-from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
+from bench.stack import BenchStack, demo_stack, metrics_url, origin, pid_of, scan_pages
+from tracker.devstack.processes import ManagedProcess
 
-DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
 SHARDS = 4
 PROCESSES = 2  # trackers, and consumers
 CONCURRENCY = 50  # per tracker: two hey processes share the cores with everything else
@@ -34,48 +33,62 @@ ROUTES = (("pixel", "/v1/pixel?program=demo-shoes"), ("click", "/v1/click?progra
 def local_check(pixels: int, clicks: int) -> dict[str, Any]:
     """`pixels` and `clicks` per tracker; what came out, and what it cost."""
     marker = os.urandom(6).hex()
-    with BenchStack() as stack:
-        stack.command("consumers", "init", extra={"EVENT_STREAM_SHARDS": str(SHARDS)})
-        stack.command("tracker", "programs", "load", str(DEMO))
+    with demo_stack({"EVENT_STREAM_SHARDS": str(SHARDS)}) as stack:
         consumers = [_consumer(stack, n) for n in range(PROCESSES)]
-        trackers = [_tracker(stack) for _ in range(PROCESSES)]
+        trackers = [stack.tracker() for _ in range(PROCESSES)]
+        processes = (*trackers, *consumers)
         for process in (*consumers, *trackers):
             process.start()
         try:
             _wait_for_leases(consumers)
             time.sleep(1.0)  # the trackers bound and subscribed
-            idle = idle_cpu_per_second([_pid(p) for p in (*trackers, *consumers)])
-            before = [_cpu(p) for p in (*trackers, *consumers)]
+            idle = idle_cpu_per_second([pid_of(p) for p in processes])
+            before = [_cpu(p) for p in processes]
             started = time.monotonic()
             answered = {
                 route: _load(trackers, f"{path}&run={marker}", count)
                 for (route, path), count in zip(ROUTES, (pixels, clicks), strict=True)
             }
-            total = sum(answered.values())
-            written = _wait_written(consumers, total)
+            written = _wait_written(consumers, sum(answered.values()))
             seconds = time.monotonic() - started
-            after = [_cpu(p) for p in (*trackers, *consumers)]
+            after = [_cpu(p) for p in processes]
         finally:
-            for process in (*trackers, *consumers):
+            for process in processes:
                 process.stop()
         found = asyncio.run(_items(stack.env, marker))
     spent = [b - a for a, b in zip(before, after, strict=True)]
     # What the processes spend with nothing to do (polls, lease renewals) over the same time.
     busy = [max(0.0, s - rate * seconds) for s, rate in zip(spent, idle, strict=True)]
-    by_id = Counter(message_id for message_id, _ in found)
-    by_type = Counter(event_type for _, event_type in found)
     return {
         "trackers": PROCESSES,
         "consumers": PROCESSES,
         "shards": SHARDS,
         "answered": answered,
+        **_items_found(found, sum(answered.values())),
+        "writes_including_redeliveries": int(written),
+        "seconds_until_all_stored": round(seconds, 1),
+        **_cpu_figures(spent, busy, idle, sum(answered.values())),
+    }
+
+
+def _items_found(found: list[tuple[str, str]], total: int) -> dict[str, Any]:
+    """The items of the run: each answered request must have exactly one."""
+    by_id = Counter(message_id for message_id, _ in found)
+    by_type = Counter(event_type for _, event_type in found)
+    return {
         "items": len(found),
         "distinct_message_ids": len(by_id),
         "message_ids_with_more_than_one_item": sum(1 for n in by_id.values() if n > 1),
         "items_by_type": dict(by_type),
         "missing": total - len(by_id),
-        "writes_including_redeliveries": int(written),
-        "seconds_until_all_stored": round(seconds, 1),
+    }
+
+
+def _cpu_figures(
+    spent: list[float], busy: list[float], idle: list[float], total: int
+) -> dict[str, Any]:
+    """CPU per request (trackers, the first PROCESSES) and per event (consumers, the rest)."""
+    return {
         "tracker_cpu_us_per_request": round(1e6 * sum(spent[:PROCESSES]) / total, 1),
         "consumer_cpu_us_per_event": round(1e6 * sum(spent[PROCESSES:]) / total, 1),
         "idle_cpu_ms_per_second": [round(1000 * rate, 1) for rate in idle],
@@ -85,28 +98,13 @@ def local_check(pixels: int, clicks: int) -> dict[str, Any]:
 
 
 def _consumer(stack: BenchStack, number: int) -> ManagedProcess:
-    port = free_port()
-    settings = {
-        "CONSUMER_METRICS_PORT": str(port),
-        "CONSUMER_METRICS_HOST": "127.0.0.1",
-        "CONSUMER_POLL_MS": "200",
-        "CONSUMER_WORKER_ID": f"capacity-check-{number}",
-    }
-    return stack.process(f"consumers events {number}", ["consumers", "events"], port, settings)
-
-
-def _tracker(stack: BenchStack) -> ManagedProcess:
-    port = free_port()
-    return stack.process("tracker", ["tracker", "serve"], port, {"TRACKER_PORT": str(port)})
-
-
-def _pid(process: ManagedProcess) -> int:
-    assert process.process is not None
-    return process.process.pid
+    return stack.events_consumer(
+        {"CONSUMER_WORKER_ID": f"capacity-check-{number}"}, name=f"consumers events {number}"
+    )
 
 
 def _cpu(process: ManagedProcess) -> float:
-    return cpu_seconds(_pid(process))
+    return cpu_seconds(pid_of(process))
 
 
 def _wait_for_leases(consumers: list[ManagedProcess], timeout: float = 90.0) -> None:
@@ -126,7 +124,7 @@ def _load(trackers: list[ManagedProcess], path: str, count: int) -> int:
     with ThreadPoolExecutor(len(trackers)) as pool:
         results: list[HeyResult] = list(
             pool.map(
-                lambda t: run_hey(f"http://127.0.0.1:{t.port}{path}", CONCURRENCY, requests=count),
+                lambda t: run_hey(origin(t) + path, CONCURRENCY, requests=count),
                 trackers,
             )
         )
@@ -146,7 +144,7 @@ def _wait_written(consumers: list[ManagedProcess], events: int) -> float:
 
 
 def _metric(process: ManagedProcess, name: str) -> float:
-    return read_metric(f"http://127.0.0.1:{process.port}/metrics", name)
+    return read_metric(metrics_url(process), name)
 
 
 async def _items(env: dict[str, str], marker: str) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ from bench.event_sizes import mix_entries
 from bench.hey import run_hey
 from bench.metrics_probe import read_metric, wait_metric, wait_zero
 from bench.procstat import cpu_seconds, idle_cpu_per_second
-from bench.stack import BenchStack
+from bench.stack import BenchStack, metrics_url
 from tests.support.kinesis import kinesis_client
 from tracker.devstack.processes import ManagedProcess, free_port
 from tracker.events.entry import Entry
@@ -107,21 +107,10 @@ def consumer_cpu(
     """Microseconds of events-consumer CPU per event, plain and aggregated records alternating,
     `rounds` times each, `events` events per run in the model's traffic mix."""
     with canned_dynamodb(stack.env["AWS_ENDPOINT_URL_DYNAMODB"]) as canned:
-        port = free_port()
-        consumer = stack.process(
-            "consumers events",
-            ["consumers", "events"],
-            port,
-            {
-                "AWS_ENDPOINT_URL_DYNAMODB": canned.url,
-                "CONSUMER_METRICS_PORT": str(port),
-                "CONSUMER_METRICS_HOST": "127.0.0.1",
-                "CONSUMER_POLL_MS": "200",
-            },
-        )
+        consumer = stack.events_consumer({"AWS_ENDPOINT_URL_DYNAMODB": canned.url})
         consumer.start()
         try:
-            metrics = f"http://127.0.0.1:{port}/metrics"
+            metrics = metrics_url(consumer)
             wait_metric(metrics, "consumer_leases_held", SHARDS, 60)
             time.sleep(2.0)  # whatever the stream held already is written
             idle = _idle_cpu_per_second(consumer)

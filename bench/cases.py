@@ -31,6 +31,22 @@ class Case:
     client: str = HEY
 
 
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How long each run of a case lasts, and how many rounds of runs it gets."""
+
+    seconds: float
+    rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One side of a case: the server's origin, and its pid (whose CPU is counted)."""
+
+    url: str
+    pid: int
+
+
 @dataclass
 class Measured:
     case: Case
@@ -73,41 +89,35 @@ class Measured:
 
 
 def measure(
-    case: Case,
-    tracker_url: str,
-    baseline_url: str,
-    pids: tuple[int, int],
-    rounds: int,
-    seconds: float,
-    pause: Callable[[], None],
+    case: Case, tracker: Side, baseline: Side, timing: Timing, pause: Callable[[], None]
 ) -> Measured:
-    """`rounds` rounds, A/B then B/A alternately (ABBA), so that drift of the machine within a
-    round falls on both sides. CPU is counted per side over its own runs, the tracker's
-    including the shipping that follows them; `pids` are (tracker, baseline)."""
-    tracker_pid, baseline_pid = pids
+    """`timing.rounds` rounds, A/B then B/A alternately (ABBA), so that drift of the machine
+    within a round falls on both sides. CPU is counted per side over its own runs, the
+    tracker's including the shipping that follows them."""
+    seconds = timing.seconds
     target: list[HeyResult] = []
-    baseline: list[HeyResult] = []
+    baseline_runs: list[HeyResult] = []
     cpu = [0.0, 0.0]
 
     def run_baseline() -> None:
-        before = cpu_seconds(baseline_pid)
-        baseline.append(load(case, baseline_url + "/v1/pixel", seconds, 200))
-        cpu[1] += cpu_seconds(baseline_pid) - before
+        before = cpu_seconds(baseline.pid)
+        baseline_runs.append(load(case, baseline.url + "/v1/pixel", seconds, 200))
+        cpu[1] += cpu_seconds(baseline.pid) - before
         pause()
 
     def run_tracker() -> None:
-        before = cpu_seconds(tracker_pid)
-        target.append(load(case, tracker_url + case.path, seconds, case.expected_status))
+        before = cpu_seconds(tracker.pid)
+        target.append(load(case, tracker.url + case.path, seconds, case.expected_status))
         pause()  # waits for the shipper to empty its buffer: its CPU belongs to the run
-        cpu[0] += cpu_seconds(tracker_pid) - before
+        cpu[0] += cpu_seconds(tracker.pid) - before
 
-    for round_number in range(rounds):
+    for round_number in range(timing.rounds):
         order = (
             (run_baseline, run_tracker) if round_number % 2 == 0 else (run_tracker, run_baseline)
         )
         for run in order:
             run()
-    return Measured(case, target, baseline, cpu[0], cpu[1], rss_mb(tracker_pid), seconds)
+    return Measured(case, target, baseline_runs, cpu[0], cpu[1], rss_mb(tracker.pid), seconds)
 
 
 def load(case: Case, url: str, seconds: float, status: int) -> HeyResult:

@@ -24,21 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.integrity_cost import LINK_PARAMS
+from bench.browser import ADDRESS, REFERER, USER_AGENT
+from bench.consent_strings import granted_string
 from bench.metrics_probe import wait_metric
-from bench.privacy_cost import (
-    REFERER,
-    USER_AGENT,
-    USER_ID,
-    USER_ID_KEY_TEXT,
-    VENDOR_ID,
-    granted_string,
-)
+from bench.privacy_inputs import USER_ID, USER_ID_KEY_TEXT, VENDOR_ID
+from bench.signed_links import LINK_PARAMS
 from bench.stack import BenchStack
 from consumers.event_items import ItemRules, event_item
 from consumers.settings import EVENTS_TABLE_BUCKETS_DEFAULT
 from tests.support.kinesis import read_records
-from tracker.devstack.processes import free_port
 from tracker.events.entry import Entry
 from tracker.events.kpl import pack
 from tracker.events.shipper import PAYLOAD_UNIT
@@ -64,7 +58,6 @@ PROGRAM: dict[str, Any] = {
     "version": 1,
     "landing_url": "https://www.example.com/shoes/spring?utm_source=tracker&utm_medium=display",
 }
-ADDRESS = "203.0.113.57"
 INSTANCE_ID = "ip-10-0-12-34.ec2.internal-7"  # what a Fargate task's hostname-pid looks like
 TRACKER_SETTINGS = {
     "TRUST_FORWARDED_FOR": "true",
@@ -104,10 +97,8 @@ KINDS = (
 def capture(stack: BenchStack) -> dict[str, bytes]:
     """One real event of each kind, serialized as the tracker shipped it."""
     _load_program(stack)
-    port = free_port()
-    tracker = stack.process(
-        "tracker", ["tracker", "serve"], port, {"TRACKER_PORT": str(port), **TRACKER_SETTINGS}
-    )
+    tracker = stack.tracker(TRACKER_SETTINGS)
+    port = tracker.port
     tracker.start()
     try:
         time.sleep(1.5)  # the day's visitor secret fetched from Redis

@@ -52,9 +52,9 @@ def run_hey(
 
 
 def parse(text: str) -> HeyResult:
-    rps = float(_search(r"Requests/sec:\s+([\d.]+)", text))
-    p50 = float(_search(r"50%+ in ([\d.]+) secs", text)) * 1000
-    p99 = float(_search(r"99%+ in ([\d.]+) secs", text)) * 1000
+    rps = float(search(r"Requests/sec:\s+([\d.]+)", text))
+    p50 = float(search(r"50%+ in ([\d.]+) secs", text)) * 1000
+    p99 = float(search(r"99%+ in ([\d.]+) secs", text)) * 1000
     responses = {
         int(code): int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", text)
     }
@@ -67,8 +67,10 @@ def parse(text: str) -> HeyResult:
     return HeyResult(rps, p50, p99, responses, errors)
 
 
-def _search(pattern: str, text: str) -> str:
+def search(pattern: str, text: str, tool: str = "hey") -> str:
+    """The first group of `pattern` in a load generator's summary; ValueError, with the end of
+    the summary, when it is not there."""
     match = re.search(pattern, text)
     if match is None:
-        raise ValueError(f"hey output lacks {pattern!r}:\n{text[-2000:]}")
+        raise ValueError(f"{tool} output lacks {pattern!r}:\n{text[-2000:]}")
     return match.group(1)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from bench.browser import USER_AGENT
 from bench.cases import HEY, WRK, Case
-from bench.integrity_cost import GOOGLEBOT, SIGNING_KEYS_TEXT, link, unsigned_link
+from bench.demo_programs import DEMO_PIXEL
 from bench.metrics_probe import metric_value, scrape
-from bench.privacy_cost import USER_AGENT
 from bench.procstat import cpu_seconds
+from bench.signed_links import SIGNING_KEYS_TEXT, link, unsigned_link
+from bench.user_agents import GOOGLEBOT
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
-PIXEL = "/v1/pixel?program=demo-shoes"
 BROWSER = f"User-Agent: {USER_AGENT}"
 CRAWLER = f"User-Agent: {GOOGLEBOT}"
 # The counters read around each case (metric, labels as in the exposition).
@@ -51,9 +53,13 @@ def groups() -> list[Group]:
             {},
             [
                 # What every other table's pixel measures: hey sends hey/0.0.1, not a crawler.
-                Case("pixel, hey's own user agent", PIXEL, 100, 1, client=HEY),
-                Case("pixel, browser user agent", PIXEL, 100, 1, headers=(BROWSER,), client=WRK),
-                Case("pixel, crawler user agent", PIXEL, 100, 1, headers=(CRAWLER,), client=WRK),
+                Case("pixel, hey's own user agent", DEMO_PIXEL, 100, 1, client=HEY),
+                Case(
+                    "pixel, browser user agent", DEMO_PIXEL, 100, 1, headers=(BROWSER,), client=WRK
+                ),
+                Case(
+                    "pixel, crawler user agent", DEMO_PIXEL, 100, 1, headers=(CRAWLER,), client=WRK
+                ),
             ],
         ),
         Group("CLICK_SIGNING_KEYS", keys, [_click("click, signed link", link())]),
@@ -94,3 +100,15 @@ def observer(redis_pid: int | None) -> Callable[[str], dict[str, float]]:
         return seen
 
     return observe
+
+
+def integrity_row(row: dict[str, Any], settings: str) -> dict[str, Any]:
+    """A case's summary with its settings, and Redis's CPU per tracker request."""
+    observed = row.get("observed", {})
+    redis_cpu = observed.pop(REDIS_CPU, None)
+    per_request = (
+        round(1e6 * redis_cpu / row["requests"], 1)
+        if redis_cpu is not None and row["requests"]
+        else None
+    )
+    return {**row, "settings": settings, "redis_cpu_us_per_request": per_request}

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from bench.metrics_probe import wait_metric
 from bench.procstat import rss_mb
-from bench.stack import BenchStack
-from tracker.devstack.processes import free_port
+from bench.stack import BenchStack, metrics_url
 
 
 def synthetic_programs(count: int) -> list[dict[str, object]]:
@@ -34,8 +33,7 @@ def synthetic_programs(count: int) -> list[dict[str, object]]:
 
 
 def measure_memory(stack: BenchStack, count: int) -> dict[str, float]:
-    port = free_port()
-    tracker = stack.process("tracker", ["tracker", "serve"], port, {"TRACKER_PORT": str(port)})
+    tracker = stack.tracker()
     tracker.start()
     try:
         assert tracker.process is not None
@@ -44,7 +42,7 @@ def measure_memory(stack: BenchStack, count: int) -> dict[str, float]:
             path = Path(tmp) / "programs.json"
             path.write_text(json.dumps(synthetic_programs(count)))
             stack.command("tracker", "programs", "load", str(path))
-        wait_metric(f"http://127.0.0.1:{port}/metrics", "tracker_cache_entries", count, 120)
+        wait_metric(metrics_url(tracker), "tracker_cache_entries", count, 120)
         full = rss_mb(tracker.process.pid)
     finally:
         tracker.stop()

@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ from tests.support.programs import STANDARD, write_programs
 from tests.support.tcp_proxy import PartitionProxy
 from tests.support.tracker_process import tracker_process
 from tracker.devstack.processes import free_port, kinesalite, redis_server
+
+STEADY_SECONDS = 10  # of load before the partition
+HEALED_SECONDS = 20  # of load after the heal
+TERMINATE_TIMEOUT = 60
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -43,11 +48,12 @@ async def _outage(
     args: argparse.Namespace, redis_port: int, kinesis_port: int, spill: Path
 ) -> dict[str, Any]:
     kinesis_url = f"http://127.0.0.1:{kinesis_port}"
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
     stream = await create_stream(kinesis_url, shards=2)
-    await write_programs(f"redis://127.0.0.1:{redis_port}/0", STANDARD)
+    await write_programs(redis_url, STANDARD)
     proxy = await PartitionProxy("127.0.0.1", kinesis_port).start()
     env = {
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "REDIS_URL": redis_url,
         "AWS_ENDPOINT_URL_KINESIS": proxy.url,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -57,38 +63,21 @@ async def _outage(
         "DURABILITY": args.durability,
         "LOG_LEVEL": "WARNING",
     }
-    port, third = free_port(), args.outage / 3
-    timeline: list[tuple[float, str]] = []
-    started = time.monotonic()
-
-    def mark(what: str) -> None:
-        timeline.append((round(time.monotonic() - started, 1), what))
-
-    async with TaggedLoad(f"http://127.0.0.1:{port}", args.rate) as load:
-        async with tracker_process({**env, "TRACKER_WORKERS": "2"}, port=port) as first:
-            await asyncio.sleep(10)
-            proxy.partition()
-            mark("partition")
-            await asyncio.sleep(third)
-            mark("SIGTERM (2 workers)")
-            await first.terminate(timeout=60)
-        async with tracker_process(env, port=port) as second:
-            mark("restarted (1 worker)")
-            await asyncio.sleep(third)
-            mark("SIGKILL of every process")
-            second.kill_all()
-        async with tracker_process({**env, "TRACKER_WORKERS": "2"}, port=port) as last:
-            mark("restarted (2 workers)")
-            await asyncio.sleep(third)
+    run = _Run(env, free_port(), proxy, args.outage / 3)
+    async with TaggedLoad(f"http://127.0.0.1:{run.port}", args.rate) as load:
+        await _partition_and_kill(run)
+        async with tracker_process(run.two_workers, port=run.port) as last:
+            run.mark("restarted (2 workers)")
+            await asyncio.sleep(run.phase_seconds)
             proxy.heal()
-            mark("heal")
-            await asyncio.sleep(20)
+            run.mark("heal")
+            await asyncio.sleep(HEALED_SECONDS)
             answered = set(load.answered)
             failed = load.failed
-            mark("load stopped")
+            run.mark("load stopped")
             seen = await _wait_for(answered, kinesis_url, stream)
-            mark("every answered event on the stream" if answered <= seen.keys() else "gave up")
-            await last.terminate(timeout=60)
+            run.mark("every answered event on the stream" if answered <= seen.keys() else "gave up")
+            await last.terminate(timeout=TERMINATE_TIMEOUT)
     await proxy.close()
     return {
         "durability": args.durability,
@@ -100,8 +89,45 @@ async def _outage(
         "lost": len(answered - seen.keys()),
         "duplicated": sum(count - 1 for count in seen.values()),
         "records_on_stream": sum(seen.values()),
-        "timeline": timeline,
+        "timeline": run.timeline,
     }
+
+
+@dataclass(slots=True)
+class _Run:
+    """The outage under way: the trackers' settings and port, the partition, and what happened
+    when."""
+
+    env: dict[str, str]
+    port: int
+    proxy: PartitionProxy
+    phase_seconds: float  # a third of the outage
+    started: float = field(default_factory=time.monotonic)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def two_workers(self) -> dict[str, str]:
+        return {**self.env, "TRACKER_WORKERS": "2"}
+
+    def mark(self, what: str) -> None:
+        self.timeline.append((round(time.monotonic() - self.started, 1), what))
+
+
+async def _partition_and_kill(run: _Run) -> None:
+    """The partition, then a SIGTERM of a two-worker tracker and, a third of the outage later,
+    a SIGKILL of every process of a one-worker tracker."""
+    async with tracker_process(run.two_workers, port=run.port) as first:
+        await asyncio.sleep(STEADY_SECONDS)
+        run.proxy.partition()
+        run.mark("partition")
+        await asyncio.sleep(run.phase_seconds)
+        run.mark("SIGTERM (2 workers)")
+        await first.terminate(timeout=TERMINATE_TIMEOUT)
+    async with tracker_process(run.env, port=run.port) as second:
+        run.mark("restarted (1 worker)")
+        await asyncio.sleep(run.phase_seconds)
+        run.mark("SIGKILL of every process")
+        second.kill_all()
 
 
 async def _wait_for(answered: set[str], kinesis_url: str, stream: str) -> Counter[str]:

@@ -84,6 +84,10 @@ def _http_lines(report: dict[str, Any]) -> list[str]:
 
 def durability_lines(part: dict[str, Any]) -> list[str]:
     """The pixel in each DURABILITY mode, and the drains of on-disk logs."""
+    return _mode_lines(part) + _replay_lines(part["replay"])
+
+
+def _mode_lines(part: dict[str, Any]) -> list[str]:
     machine, base = part["machine"], part["baseline"]
     lines = [
         f"Durability: run {part['started']} on {machine['cores']} cores ({machine['cpu']}), "
@@ -108,7 +112,11 @@ def durability_lines(part: dict[str, Any]) -> list[str]:
             f"{_number(row['records_per_put_records_call'])} | "
             f"{row['max_unshipped_at_end_of_run']:,} | {row['events_dropped']} | {row['rss_mb']} |"
         )
-    lines += [
+    return lines
+
+
+def _replay_lines(replays: list[dict[str, Any]]) -> list[str]:
+    lines = [
         "",
         "Replay of an on-disk log (written with the tracker's framing, adopted by one tracker at "
         "start; events/s from tracker_spill_replayed_total, RSS of the tracker while it drains):",
@@ -119,17 +127,18 @@ def durability_lines(part: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- |",
     ]
-    for run in part["replay"]:
+    for run in replays:
+        log = (
+            f"| {run['log_mib']:,} MiB | {run['into']} | {run['events']:,} | "
+            f"{run['mean_event_bytes']} | "
+        )
         if not run["drained"]:
             lines.append(
-                f"| {run['log_mib']:,} MiB | {run['into']} | {run['events']:,} | "
-                f"{run['mean_event_bytes']} | {run['outcome']}: "
-                f"{_number(run.get('replayed'))} replayed |" + " |" * 10
+                f"{log}{run['outcome']}: {_number(run.get('replayed'))} replayed |" + " |" * 10
             )
             continue
         lines.append(
-            f"| {run['log_mib']:,} MiB | {run['into']} | {run['events']:,} | "
-            f"{run['mean_event_bytes']} | {run['seconds_to_drain']} | "
+            f"{log}{run['seconds_to_drain']} | "
             f"{run['events_per_second']:,} | {_number(run['events_per_second_10_to_90'])} | "
             f"{run['mib_per_second']} | {run['tracker_rss_mb_first']} / "
             f"{run['tracker_rss_mb_peak']} / {run['tracker_rss_mb_last']} | "
@@ -241,23 +250,23 @@ def _micro_table(paths: list[dict[str, Any]]) -> list[str]:
 
 def _ivt_counts(observed: dict[str, float]) -> str:
     """The reasons the tracker recorded during a case, e.g. "KNOWN_CRAWLER 90,112 (0 billable)"."""
-    found = [
-        f"{key.removeprefix('IVT_')} {int(value):,}"
-        for key, value in observed.items()
-        if key.startswith("IVT_") and value
-    ]
+    found = _counts(observed, "IVT_")
     if not found:
         return "-"
     return f"{', '.join(found)} ({int(observed.get('billable', 0)):,} billable)"
 
 
 def _duplicate_checks(observed: dict[str, float]) -> str:
-    found = [
-        f"{key.removeprefix('duplicate_check_')} {int(value):,}"
+    return ", ".join(_counts(observed, "duplicate_check_")) or "-"
+
+
+def _counts(observed: dict[str, float], prefix: str) -> list[str]:
+    """ "name count" for each counter of `observed` named `prefix`name that counted anything."""
+    return [
+        f"{key.removeprefix(prefix)} {int(value):,}"
         for key, value in observed.items()
-        if key.startswith("duplicate_check_") and value
+        if key.startswith(prefix) and value
     ]
-    return ", ".join(found) or "-"
 
 
 def _carries(row: dict[str, Any]) -> str:

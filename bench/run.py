@@ -19,64 +19,88 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.capacity import measure_capacity
-from bench.cases import Case, measure
-from bench.durability import measure_modes, measure_replay
+from bench.cases import Case, Timing
+from bench.demo_programs import DEMO_PIXEL
+from bench.durability import measure_modes
 from bench.e2e import run_e2e
 from bench.hey import run_hey
 from bench.integrity_cost import measure as measure_integrity_checks
 from bench.integrity_cost import measure_redis as measure_redis_check
-from bench.integrity_http import REDIS_CPU, groups, observer
+from bench.integrity_http import groups, integrity_row, observer
 from bench.memory import measure_memory
-from bench.metrics_probe import read_metric, wait_zero
 from bench.nginx import nginx_empty_gif
-from bench.privacy_cost import USER_ID, USER_ID_KEY_TEXT, VENDOR_ID, granted_string
 from bench.privacy_cost import measure as measure_privacy_step
+from bench.privacy_http import PRIVACY_SETTINGS, counter_reader, privacy_cases
+from bench.replay import measure_replay
 from bench.report import write_reports
-from bench.stack import BenchStack, canned_kinesis
+from bench.stack import BenchStack, canned_kinesis, demo_stack, pid_of
+from bench.tracker_cases import PRE_SERIALIZED, CaseSet, run_cases
 from bench.wrk import ensure_wrk
-from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
+from tracker.devstack.processes import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
-DEMO = REPO_ROOT / "infra" / "local" / "programs.json"
+MIB = 2**20
 
-PIXEL = "/v1/pixel?program=demo-shoes"
-PRE_SERIALIZED = "pre-serialized"
 CASES_ONE_WORKER = [
-    Case("pixel, cached valid", PIXEL, 100, 1),
-    Case("pixel, cached valid", PIXEL, 100, 1, baseline=PRE_SERIALIZED),
-    Case("pixel, cached valid", PIXEL, 50, 1),
-    Case("pixel, cached valid", PIXEL, 200, 1),
+    Case("pixel, cached valid", DEMO_PIXEL, 100, 1),
+    Case("pixel, cached valid", DEMO_PIXEL, 100, 1, baseline=PRE_SERIALIZED),
+    Case("pixel, cached valid", DEMO_PIXEL, 50, 1),
+    Case("pixel, cached valid", DEMO_PIXEL, 200, 1),
     Case("pixel, unknown program", "/v1/pixel?program=no-such-program", 100, 1),
     Case("click, cached valid", "/v1/click?program=demo-shoes", 100, 1, expected_status=302),
 ]
-CASES_TWO_WORKERS = [Case("pixel, cached valid", PIXEL, 100, 2)]
+CASES_TWO_WORKERS = [Case("pixel, cached valid", DEMO_PIXEL, 100, 2)]
 # The cases above ship to a canned endpoint (the tracker's own cost); these ship to kinesalite,
 # whose per-record work shares the two cores with the tracker and hey.
-CASES_KINESALITE = [Case("pixel, cached valid, to kinesalite", PIXEL, 100, 1)]
-CASES_AGGREGATED = [Case("pixel, cached valid, to kinesalite, aggregated", PIXEL, 100, 1)]
-# The privacy part's tracker: a TCF vendor id and a USER_ID_KEY, so that consent can be granted
-# and a uid hashed (both unset by default, when neither can happen).
-PRIVACY_SETTINGS = {"TCF_VENDOR_ID": str(VENDOR_ID), "USER_ID_KEY": USER_ID_KEY_TEXT}
-# (key in the report, metric, labels): what the tracker decided for the requests it served.
-PRIVACY_COUNTERS = (
-    (
-        "consent_not_applicable",
-        "tracker_consent_requests_total",
-        'consent="CONSENT_NOT_APPLICABLE"',
-    ),
-    ("consent_granted", "tracker_consent_requests_total", 'consent="CONSENT_GRANTED"'),
-    ("consent_denied", "tracker_consent_requests_total", 'consent="CONSENT_DENIED"'),
-    ("opted_out", "tracker_opted_out_requests_total", ""),
-    ("visitor_id_unavailable", "tracker_visitor_id_unavailable_total", ""),
-    ("visitor_secret_failures", "tracker_visitor_secret_failures_total", ""),
-)
+CASES_KINESALITE = [Case("pixel, cached valid, to kinesalite", DEMO_PIXEL, 100, 1)]
+CASES_AGGREGATED = [Case("pixel, cached valid, to kinesalite, aggregated", DEMO_PIXEL, 100, 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much each part of a run does (the command line's choices)."""
+
+    quick: bool
+    timing: Timing  # per HTTP case: seconds per run, rounds
+    e2e_requests: int
+    replay_mib: int  # the on-disk log drained into the canned endpoint
+    kinesalite_mib: int  # the one drained into kinesalite
+
+    @property
+    def micro_runs(self) -> int:
+        """Runs of the in-process parts: three, to show how steady they are; one when quick."""
+        return 1 if self.quick else 3
 
 
 def main() -> None:
+    args = _arguments().parse_args()
+    plan = _plan(args)
+    if args.only in (None, "integrity"):
+        ensure_wrk()  # now, not after the other parts have run
+    if args.only is not None:
+        report = _previous_report()
+        report[args.only] = PARTS[args.only](plan)
+        write_reports(report, RESULTS)
+        print(json.dumps(report[args.only], indent=2))
+        return
+    report = {
+        **_stamp(),
+        "seconds_per_run": plan.timing.seconds,
+        "rounds": plan.timing.rounds,
+        **_tracker_parts(plan),
+    }
+    for name, part in PARTS.items():
+        report[name] = part(plan)
+    write_reports(report, RESULTS)
+    print(json.dumps(report, indent=2))
+
+
+def _arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--e2e-requests", type=int, default=200_000)
@@ -95,198 +119,126 @@ def main() -> None:
         type=int,
         help="size of the on-disk log drained into kinesalite (default 1024, quick 8)",
     )
-    args = parser.parse_args()
-    seconds, rounds = (2.0, 1) if args.quick else (5.0, 4)
-    replay_mib = args.replay_mib or (16 if args.quick else 1024)
-    kinesalite_mib = args.replay_kinesalite_mib or (8 if args.quick else 1024)
-    if args.only in (None, "integrity"):
-        ensure_wrk()  # now, not after the other parts have run
-    if args.only == "durability":
-        report = _previous_report()
-        report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
-        write_reports(report, RESULTS)
-        print(json.dumps(report["durability"], indent=2))
-        return
-    if args.only == "privacy":
-        report = _previous_report()
-        report["privacy"] = _privacy(seconds, rounds, args.quick)
-        write_reports(report, RESULTS)
-        print(json.dumps(report["privacy"], indent=2))
-        return
-    if args.only == "integrity":
-        report = _previous_report()
-        report["integrity"] = _integrity(seconds, rounds, args.quick)
-        write_reports(report, RESULTS)
-        print(json.dumps(report["integrity"], indent=2))
-        return
-    if args.only == "capacity":
-        report = _previous_report()
-        report["capacity"] = _capacity(args.quick)
-        write_reports(report, RESULTS)
-        print(json.dumps(report["capacity"], indent=2))
-        return
-    report = {
-        "started": _now(),
-        "machine": _machine(),
-        "seconds_per_run": seconds,
-        "rounds": rounds,
-    }
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
-        report["http"], report["shipping_plain"], report["shipping_aggregated"] = _all_cases(
-            stack, seconds, rounds
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    quick = args.quick
+    return Plan(
+        quick=quick,
+        timing=Timing(seconds=2.0, rounds=1) if quick else Timing(seconds=5.0, rounds=4),
+        e2e_requests=20_000 if quick else args.e2e_requests,
+        replay_mib=args.replay_mib or (16 if quick else 1024),
+        kinesalite_mib=args.replay_kinesalite_mib or (8 if quick else 1024),
+    )
+
+
+def _tracker_parts(plan: Plan) -> dict[str, Any]:
+    """The main table's cases, the ceiling, memory, and end to end (on a stack of its own)."""
+    part: dict[str, Any] = {}
+    with demo_stack() as stack:
+        part["http"], part["shipping_plain"], part["shipping_aggregated"] = _all_cases(
+            stack, plan.timing
         )
-        report["ceiling"] = _ceiling(seconds)
-        report["memory"] = measure_memory(stack, 100_000)
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
-        requests = 20_000 if args.quick else args.e2e_requests
-        report["e2e"] = run_e2e(stack, requests, 100, {})
-    report["durability"] = _durability(seconds, rounds, replay_mib, kinesalite_mib)
-    report["privacy"] = _privacy(seconds, rounds, args.quick)
-    report["integrity"] = _integrity(seconds, rounds, args.quick)
-    report["capacity"] = _capacity(args.quick)
-    write_reports(report, RESULTS)
-    print(json.dumps(report, indent=2))
+        part["ceiling"] = _ceiling(plan.timing.seconds)
+        part["memory"] = measure_memory(stack, 100_000)
+    with demo_stack() as stack:
+        part["e2e"] = run_e2e(stack, plan.e2e_requests, 100, {})
+    return part
 
 
 def _all_cases(
-    stack: BenchStack, seconds: float, rounds: int
+    stack: BenchStack, timing: Timing
 ) -> tuple[list[dict[str, Any]], dict[str, float], dict[str, float]]:
     with canned_kinesis(stack) as to_canned:
-        plain, _ = _http_cases(stack, CASES_ONE_WORKER, 1, seconds, rounds, to_canned)
-        two, _ = _http_cases(stack, CASES_TWO_WORKERS, 2, seconds, rounds, to_canned)
-    emulated, plain_cost = _http_cases(stack, CASES_KINESALITE, 1, seconds, rounds)
-    aggregated, aggregated_cost = _http_cases(
-        stack, CASES_AGGREGATED, 1, seconds, rounds, {"SHIP_AGGREGATE": "true"}
+        plain, _ = run_cases(stack, CaseSet(CASES_ONE_WORKER, 1, to_canned), timing)
+        two, _ = run_cases(stack, CaseSet(CASES_TWO_WORKERS, 2, to_canned), timing)
+    emulated, plain_cost = run_cases(stack, CaseSet(CASES_KINESALITE), timing)
+    aggregated, aggregated_cost = run_cases(
+        stack, CaseSet(CASES_AGGREGATED, 1, {"SHIP_AGGREGATE": "true"}), timing
     )
     return [*plain, *two, *emulated, *aggregated], plain_cost, aggregated_cost
 
 
-def _durability(
-    seconds: float, rounds: int, replay_mib: int, kinesalite_mib: int
-) -> dict[str, Any]:
+def _durability(plan: Plan) -> dict[str, Any]:
     """The pixel in each DURABILITY mode against the canned endpoint, then a log of replay_mib
     drained into the canned endpoint and one of kinesalite_mib into kinesalite."""
-    part: dict[str, Any] = {"started": _now(), "machine": _machine()}
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
+    part: dict[str, Any] = _stamp()
+    with demo_stack() as stack:
         with canned_kinesis(stack) as to_canned:
-            part.update(measure_modes(stack, to_canned, seconds, rounds))
-            replays = [measure_replay(stack, replay_mib * 2**20, "canned endpoint", to_canned)]
+            part.update(measure_modes(stack, to_canned, plan.timing.seconds, plan.timing.rounds))
+            replays = [measure_replay(stack, plan.replay_mib * MIB, "canned endpoint", to_canned)]
         replays.append(
-            measure_replay(stack, kinesalite_mib * 2**20, "kinesalite", {}, stack.kinesis)
+            measure_replay(stack, plan.kinesalite_mib * MIB, "kinesalite", {}, stack.kinesis)
         )
     part["replay"] = replays
     return part
 
 
-def _privacy(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
-    """The privacy step alone, in process (three runs, to show how steady it is), then the pixel
-    with and without consent signals against the bare server, one tracker shipping to the canned
-    endpoint; and the tracker's privacy counters, which show what its requests were decided."""
+def _privacy(plan: Plan) -> dict[str, Any]:
+    """The privacy step alone, in process, then the pixel with and without consent signals
+    against the bare server, one tracker shipping to the canned endpoint; and the tracker's
+    privacy counters, which show what its requests were decided."""
     part: dict[str, Any] = {
-        "started": _now(),
-        "machine": _machine(),
-        "seconds_per_run": seconds,
-        "rounds": rounds,
+        **_stamp(),
+        **_timing(plan.timing),
         # First, while none of the bench's servers competes for the cores.
-        "micro": measure_privacy_step(quick, runs=1 if quick else 3),
+        "micro": measure_privacy_step(plan.quick, runs=plan.micro_runs),
     }
     counters: dict[str, float] = {}
-
-    def read_counters(metrics: str) -> None:
-        for key, name, labels in PRIVACY_COUNTERS:
-            counters[key] = read_metric(metrics, name, labels)
-
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
-        with canned_kinesis(stack) as to_canned:
-            part["http"], _ = _http_cases(
-                stack,
-                _privacy_cases(),
-                1,
-                seconds,
-                rounds,
-                {**to_canned, **PRIVACY_SETTINGS},
-                after=read_counters,
-            )
+    with demo_stack() as stack, canned_kinesis(stack) as to_canned:
+        settings = {**to_canned, **PRIVACY_SETTINGS}
+        cases = CaseSet(privacy_cases(), 1, settings, after=counter_reader(counters))
+        part["http"], _ = run_cases(stack, cases, plan.timing)
     part["counters"] = counters
     return part
 
 
-def _privacy_cases() -> list[Case]:
-    """The defaults, consent granted with a uid, and GPC. The TC string is a realistic one
-    (purposes 1-10, ~500 vendors as a bit field, 755 among them); after the first request its
-    decision comes from the memo, but its ~280 characters are parsed with every query."""
-    granted = granted_string()
-    consent = f"{PIXEL}&gdpr=1&gdpr_consent={granted}&uid={USER_ID}"
-    return [
-        Case("pixel, cached valid", PIXEL, 100, 1),
-        Case("pixel, consent granted + uid", consent, 100, 1),
-        Case("pixel, GPC", PIXEL, 100, 1, headers=("Sec-GPC: 1",)),
-    ]
-
-
-def _integrity(seconds: float, rounds: int, quick: bool) -> dict[str, Any]:
-    """The checks alone, in process (three runs), then the HTTP cases of bench/integrity_http.py
-    against the bare server, one tracker per group of settings shipping to the canned endpoint;
-    each case with what the tracker counted during it (events by ivt, duplicate checks) and the
-    CPU Redis spent."""
+def _integrity(plan: Plan) -> dict[str, Any]:
+    """The checks alone, in process, then the HTTP cases of bench/integrity_http.py against the
+    bare server, one tracker per group of settings shipping to the canned endpoint; each case
+    with what the tracker counted during it (events by ivt, duplicate checks) and the CPU Redis
+    spent."""
     part: dict[str, Any] = {
-        "started": _now(),
-        "machine": _machine(),
-        "seconds_per_run": seconds,
-        "rounds": rounds,
+        **_stamp(),
+        **_timing(plan.timing),
         # First, while none of the bench's servers competes for the cores.
-        "micro": measure_integrity_checks(quick, runs=1 if quick else 3),
+        "micro": measure_integrity_checks(plan.quick, runs=plan.micro_runs),
     }
-    rows: list[dict[str, Any]] = []
-    with BenchStack() as stack:
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
+    with demo_stack() as stack:
         assert stack.redis is not None
-        assert stack.redis.process is not None
-        observe = observer(stack.redis.process.pid)
         # The Redis client's CPU per duplicate check, with the stack's servers idle.
         part["micro"]["paths"] += measure_redis_check(
-            stack.env["REDIS_URL"], quick, runs=1 if quick else 3
+            stack.env["REDIS_URL"], plan.quick, runs=plan.micro_runs
         )
-        with canned_kinesis(stack) as to_canned:
-            for group in groups():
-                summaries, _ = _http_cases(
-                    stack,
-                    group.cases,
-                    1,
-                    seconds,
-                    rounds,
-                    {**to_canned, **group.extra},
-                    observe=observe,
-                )
-                rows += [_integrity_row(row, group.settings) for row in summaries]
-    part["http"] = rows
+        part["http"] = _integrity_cases(stack, observer(pid_of(stack.redis)), plan.timing)
     return part
 
 
-def _capacity(quick: bool) -> dict[str, Any]:
+def _integrity_cases(
+    stack: BenchStack, observe: Callable[[str], dict[str, float]], timing: Timing
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with canned_kinesis(stack) as to_canned:
+        for group in groups():
+            cases = CaseSet(group.cases, 1, {**to_canned, **group.extra}, observe=observe)
+            summaries, _ = run_cases(stack, cases, timing)
+            rows += [integrity_row(row, group.settings) for row in summaries]
+    return rows
+
+
+def _capacity(plan: Plan) -> dict[str, Any]:
     """The figures of docs/capacity.md (bench/capacity.py), a few minutes."""
-    return {"started": _now(), "machine": _machine(), **measure_capacity(quick)}
+    return {**_stamp(), **measure_capacity(plan.quick)}
 
 
-def _integrity_row(row: dict[str, Any], settings: str) -> dict[str, Any]:
-    """A case's summary with its settings, and Redis's CPU per tracker request."""
-    observed = row.get("observed", {})
-    redis_cpu = observed.pop(REDIS_CPU, None)
-    per_request = (
-        round(1e6 * redis_cpu / row["requests"], 1)
-        if redis_cpu is not None and row["requests"]
-        else None
-    )
-    return {**row, "settings": settings, "redis_cpu_us_per_request": per_request}
+# The parts after the tracker's own, in the report's order; each can run alone (--only).
+PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
+    "durability": _durability,
+    "privacy": _privacy,
+    "integrity": _integrity,
+    "capacity": _capacity,
+}
 
 
 def _previous_report() -> dict[str, Any]:
@@ -295,80 +247,16 @@ def _previous_report() -> dict[str, Any]:
     if path.exists():
         previous: dict[str, Any] = json.loads(path.read_text())
         return previous
-    return {"started": _now(), "machine": _machine()}
+    return _stamp()
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+def _stamp() -> dict[str, Any]:
+    """When a report or a part of it started, and on what machine."""
+    return {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": _machine()}
 
 
-def _http_cases(
-    stack: BenchStack,
-    cases: list[Case],
-    workers: int,
-    seconds: float,
-    rounds: int,
-    extra: dict[str, str] | None = None,
-    after: Callable[[str], None] | None = None,
-    observe: Callable[[str], dict[str, float]] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """The cases' summaries, and what shipping cost in Kinesis records and payload units;
-    `after`, if given, is called with the tracker's /metrics URL once every case has run;
-    `observe`, if given, reads numbers from it before and after each case, and the summary
-    keeps their differences as "observed"."""
-    tracker_port = free_port()
-    settings = {"TRACKER_PORT": str(tracker_port), "TRACKER_WORKERS": str(workers), **(extra or {})}
-    tracker = stack.process("tracker", ["tracker", "serve"], tracker_port, settings)
-    baselines = {kind: _baseline(stack, kind, workers) for kind in {c.baseline for c in cases}}
-    tracker.start()
-    for baseline in baselines.values():
-        baseline.start()
-    try:
-        time.sleep(1.0)  # every worker bound and subscribed
-        assert tracker.process is not None
-        metrics = f"http://127.0.0.1:{tracker_port}/metrics"
-
-        def settle() -> None:
-            if workers == 1:  # one scrape reaches one worker; with two, give them time
-                wait_zero(metrics, "tracker_ship_buffer_depth", 60)
-            time.sleep(0.5)
-
-        summaries = []
-        for case in cases:
-            baseline = baselines[case.baseline]
-            assert baseline.process is not None
-            before = observe(metrics) if observe is not None else {}
-            measured = measure(
-                case,
-                f"http://127.0.0.1:{tracker_port}",
-                f"http://127.0.0.1:{baseline.port}",
-                (tracker.process.pid, baseline.process.pid),
-                rounds,
-                seconds,
-                settle,
-            )
-            summary = measured.summary()
-            if observe is not None:
-                after_case = observe(metrics)
-                summary["observed"] = {
-                    key: round(value - before.get(key, 0.0), 6) for key, value in after_case.items()
-                }
-            summaries.append(summary)
-        if after is not None:
-            after(metrics)
-        return summaries, _shipping_cost(metrics)
-    finally:
-        tracker.stop()
-        for baseline in baselines.values():
-            baseline.stop()
-
-
-def _baseline(stack: BenchStack, kind: str, workers: int) -> ManagedProcess:
-    port = free_port()
-    argv = ["bench.baseline_server", str(port), str(workers)]
-    if kind == PRE_SERIALIZED:
-        argv.append("--pre-serialized")
-    return stack.process(f"baseline-{kind}", argv, port)
+def _timing(timing: Timing) -> dict[str, Any]:
+    return {"seconds_per_run": timing.seconds, "rounds": timing.rounds}
 
 
 def _ceiling(seconds: float) -> dict[str, Any] | None:
@@ -384,21 +272,6 @@ def _ceiling(seconds: float) -> dict[str, Any] | None:
             "p99_ms": round(result.p99_ms, 2),
             "errors": result.non_2xx(),
         }
-
-
-def _shipping_cost(metrics_url: str) -> dict[str, float]:
-    """Kinesis records and PUT payload units per million events (one worker's scrape)."""
-    events = read_metric(metrics_url, "tracker_ship_events_shipped_total")
-    if not events:
-        return {}
-    per_million = 1_000_000 / events
-    records = read_metric(metrics_url, "tracker_ship_kinesis_records_total")
-    units = read_metric(metrics_url, "tracker_ship_payload_units_total")
-    return {
-        "events_shipped": events,
-        "records_per_million_events": round(records * per_million),
-        "payload_units_per_million_events": round(units * per_million),
-    }
 
 
 def _machine() -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
+from bench.demo_programs import DEMO_PROGRAMS
 from tracker.devstack.processes import (
     ManagedProcess,
     emulator_env,
@@ -86,6 +87,52 @@ class BenchStack:
         if argv[:1] == ["tracker"] and "SPILL_DIR" not in (extra or {}):
             env["SPILL_DIR"] = str(self.spill_dir())
         return ManagedProcess(name, [sys.executable, "-m", *argv], port, env=env)
+
+    def tracker(self, extra: dict[str, str] | None = None, name: str = "tracker") -> ManagedProcess:
+        """`tracker serve` on a free port, with the stack's settings and `extra`."""
+        port = free_port()
+        return self.process(
+            name, ["tracker", "serve"], port, {"TRACKER_PORT": str(port), **(extra or {})}
+        )
+
+    def events_consumer(
+        self, extra: dict[str, str] | None = None, name: str = "consumers events"
+    ) -> ManagedProcess:
+        """`consumers events` with its metrics on a free port, polling every 200 ms."""
+        port = free_port()
+        settings = {
+            "CONSUMER_METRICS_PORT": str(port),
+            "CONSUMER_METRICS_HOST": "127.0.0.1",
+            "CONSUMER_POLL_MS": "200",
+            **(extra or {}),
+        }
+        return self.process(name, ["consumers", "events"], port, settings)
+
+
+def pid_of(process: ManagedProcess) -> int:
+    """The pid of a started process."""
+    assert process.process is not None, f"{process.name} is not started"
+    return process.process.pid
+
+
+def origin(process: ManagedProcess) -> str:
+    """Where a process of the stack listens."""
+    return f"http://127.0.0.1:{process.port}"
+
+
+def metrics_url(process: ManagedProcess) -> str:
+    """A tracker's or a consumer's /metrics."""
+    return f"{origin(process)}/metrics"
+
+
+@contextmanager
+def demo_stack(consumer_settings: dict[str, str] | None = None) -> Iterator[BenchStack]:
+    """A BenchStack with the consumers' tables and stream made (`consumer_settings` for
+    `consumers init`) and the demo programs loaded."""
+    with BenchStack() as stack:
+        stack.command("consumers", "init", extra=consumer_settings)
+        stack.command("tracker", "programs", "load", str(DEMO_PROGRAMS))
+        yield stack
 
 
 @contextmanager

@@ -30,8 +30,7 @@ from typing import Any
 from bench.integrity_http import BROWSER
 from bench.metrics_probe import wait_zero
 from bench.procstat import cpu_seconds
-from bench.run import DEMO
-from bench.stack import BenchStack, canned_kinesis
+from bench.stack import BenchStack, canned_kinesis, demo_stack
 from bench.wrk import ensure_wrk, run_wrk
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 
@@ -70,7 +69,7 @@ def trackers(
     stack: BenchStack, other_tree: Path, canned: dict[str, str]
 ) -> dict[str, ManagedProcess]:
     """The three servers, not started: this checkout's tracker, the other commit's, bare."""
-    this_port, other_port, bare_port = free_port(), free_port(), free_port()
+    other_port, bare_port = free_port(), free_port()
     settings = {"TRACKER_WORKERS": "1", **canned}
     other_env = {
         **stack.env,
@@ -80,9 +79,7 @@ def trackers(
         "PYTHONPATH": str(other_tree),
     }
     return {
-        THIS: stack.process(
-            "tracker", ["tracker", "serve"], this_port, {**settings, "TRACKER_PORT": str(this_port)}
-        ),
+        THIS: stack.tracker(settings),
         OTHER: ManagedProcess(
             "tracker-other", [sys.executable, "-P", "-m", "tracker", "serve"], other_port, other_env
         ),
@@ -104,10 +101,8 @@ def one_run(process: ManagedProcess, tracker: bool, seconds: float) -> tuple[flo
 
 
 def compare(rev: str, rounds: int, seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="adtracker-versus-") as tree, BenchStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="adtracker-versus-") as tree, demo_stack() as stack:
         commit = export_tracker(rev, Path(tree))
-        stack.command("consumers", "init")
-        stack.command("tracker", "programs", "load", str(DEMO))
         with canned_kinesis(stack) as canned:
             servers = trackers(stack, Path(tree), canned)
             for server in servers.values():

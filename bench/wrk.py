@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
-from bench.hey import HEY_TIMEOUT_MARGIN, HeyResult
+from bench.hey import HEY_TIMEOUT_MARGIN, HeyResult, search
 
 THREADS = 2  # the machine's cores; hey, too, runs on every core
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -67,8 +67,8 @@ def run_wrk(
 
 
 def parse(text: str, status: int = 200) -> HeyResult:
-    rps = float(_search(r"Requests/sec:\s+([\d.]+)", text))
-    requests = int(_search(r"(\d+) requests in ", text))
+    rps = float(search(r"Requests/sec:\s+([\d.]+)", text, "wrk"))
+    requests = int(search(r"(\d+) requests in ", text, "wrk"))
     not_ok = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     bad_status = int(not_ok.group(1)) if not_ok else 0
     socket = re.search(
@@ -89,10 +89,3 @@ def _latency_ms(percent: str, text: str) -> float:
     if match is None:
         raise ValueError(f"wrk output lacks the {percent}% latency:\n{text[-2000:]}")
     return float(match.group(1)) * _UNITS_MS[match.group(2)]
-
-
-def _search(pattern: str, text: str) -> str:
-    match = re.search(pattern, text)
-    if match is None:
-        raise ValueError(f"wrk output lacks {pattern!r}:\n{text[-2000:]}")
-    return match.group(1)
