@@ -21,7 +21,7 @@ from tracker.privacy.client_fields import (
 )
 from tracker.privacy.consent import ConsentDecider
 from tracker.privacy.keys import user_key
-from tracker.privacy.referer import MAX_REFERER, minimised_referer
+from tracker.privacy.referer import MAX_AUTHORITY, MAX_REFERER, minimised_referer
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -232,6 +232,12 @@ def test_requests_are_counted_by_consent_and_opt_out() -> None:
         ("https://bad\x00host/", "", ""),
         ("https://host:99999/", "", ""),
         ("https://[::1/", "", ""),
+        # An authority longer than any host with a port: refused before parsing it.
+        (f"https://{'h' * (MAX_AUTHORITY - 5)}:8080/p", f"https://{'h' * 295}:8080/p", None),
+        (f"https://{'h' * (MAX_AUTHORITY + 1)}/p", "", ""),
+        (f"https://host:{'1' * 2000}/p", "", ""),
+        (f"https://[{'1' * 2000}]/p", "", ""),
+        (f"https://{'u' * 400}@host/p", "", ""),
     ],
 )
 def test_referer_keeps_scheme_host_and_path_only(

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_from_bytes, urlsplit
 
 import aiohttp
 import pytest
@@ -21,10 +21,12 @@ from multidict import MultiDict, MultiDictProxy
 from yarl import URL
 
 from tracker.cli import main
+from tracker.integrity import signing
 from tracker.integrity.signing import (
     CLICK_PATH,
     MAX_MESSAGE_BYTES,
     MAX_PARAMS,
+    MAX_QUOTED_BYTES,
     LinkVerifier,
     SigningKey,
     canonical_message,
@@ -267,6 +269,44 @@ def test_a_canonical_message_over_8_kib_is_refused() -> None:
     # Short as text, long once encoded: refused after encoding, still before hashing.
     widened = MultiDict([*as_query(signed()).items(), ("w", "é" * 1400)])
     assert VERIFIER.check(CLICK_PATH, widened, NOW) == pb.IVT_BAD_SIGNATURE
+
+
+def test_at_most_max_quoted_bytes_of_parameters_may_need_percent_encoding() -> None:
+    # "!" needs encoding: each value counts whole, its plain characters too.
+    fits = [("program", "demo"), ("a", "!" * (MAX_QUOTED_BYTES - 100)), ("b", "x!" * 50)]
+    assert check(signed(fits)) == pb.IVT_NONE
+    one_more = [*fits[:2], ("b", "x!" * 50 + "y")]
+    with pytest.raises(ValueError, match=f"more than {MAX_QUOTED_BYTES} bytes"):
+        signed(one_more)
+    # The same text needs no encoding when it is all unreserved characters: no such bound.
+    plain = [("program", "demo"), ("a", "x" * (4 * MAX_QUOTED_BYTES))]
+    assert check(signed(plain)) == pb.IVT_NONE
+
+
+@pytest.mark.parametrize(
+    ("value", "most_encoded"),
+    [
+        pytest.param("!" * 120, 0, id="all to encode: refused from the count of them"),
+        pytest.param("x" * 119 + "!", MAX_QUOTED_BYTES, id="one each: refused at the bound"),
+    ],
+)
+def test_a_hostile_click_stops_being_encoded_at_the_bound(
+    monkeypatch: pytest.MonkeyPatch, value: str, most_encoded: int
+) -> None:
+    """60 parameters of 120 characters that need encoding, and a signature that cannot match:
+    refused before MAX_QUOTED_BYTES more have been through quote(), the rest never looked at."""
+    encoded: list[int] = []
+
+    def counting(data: bytes, safe: str = "") -> str:
+        encoded.append(len(data))
+        return quote_from_bytes(data, safe)
+
+    monkeypatch.setattr(signing, "quote_from_bytes", counting)
+    pairs = [("program", "demo"), *((f"a{n:02d}", value) for n in range(60))]
+    query = MultiDict([*pairs, ("exp", str(EXP)), ("kid", NEW.kid), ("sig", "A" * 43)])
+    assert VERIFIER.check(CLICK_PATH, query, NOW) == pb.IVT_BAD_SIGNATURE
+    assert sum(encoded) <= most_encoded
+    assert len(encoded) < 10
 
 
 def test_text_that_is_not_unicode_is_a_bad_signature() -> None:

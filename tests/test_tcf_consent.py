@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -11,14 +13,25 @@ from hypothesis import strategies as st
 from tests.support.tcf_strings import (
     ALPHABET,
     VENDOR_SECTION_AT,
+    as_ranges,
     consent_section_end,
     core_bits,
     encode_bits,
+    range_section_bits,
     tc_string,
 )
 from tracker.privacy import consent as consent_module
 from tracker.privacy.consent import ConsentDecider
-from tracker.privacy.tcf import MAX_TC_STRING, consents_to
+from tracker.privacy.tcf import (
+    MAX_RANGE_ENTRIES,
+    MAX_SEGMENTS,
+    MAX_TC_STRING,
+    RANGE_SLACK_BITS,
+    Answer,
+    Reading,
+    consents_to,
+    read_consent,
+)
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 VENDOR = 755
@@ -99,12 +112,13 @@ def test_a_start_to_end_range_includes_both_edges() -> None:
     assert not granted(tc, 3)
 
 
-def test_the_vendor_in_the_last_of_many_range_entries() -> None:
-    entries = [(2 * n + 1, 2 * n + 1) for n in range(2000)]  # odd ids 1..3999, one entry each
+def test_the_vendor_in_the_last_of_the_most_range_entries_read() -> None:
+    # Single ids 17 apart: the range section is as long as the bit field would be.
+    entries = [(17 * n + 1, 17 * n + 1) for n in range(MAX_RANGE_ENTRIES)]
+    last = entries[-1][0]
     tc = tc_string(purposes={7}, ranges=True, range_entries=entries)
-    assert len(tc) < MAX_TC_STRING
-    assert granted(tc, 3999)
-    assert not granted(tc, 3998)
+    assert read_consent(tc, last) == Answer(Reading.GRANTED, MAX_RANGE_ENTRIES)
+    assert read_consent(tc, last - 1) == Answer(Reading.NOT_GRANTED, MAX_RANGE_ENTRIES)
 
 
 @pytest.mark.parametrize(
@@ -321,6 +335,7 @@ def mutated(tc: str, data: st.DataObject) -> str:
 
 def assert_never_raises(text: str) -> None:
     assert consents_to(text, VENDOR, 7) in (True, False)
+    assert read_consent(text, VENDOR, 7).entries_read <= MAX_RANGE_ENTRIES
     assert consents_to(text, 1, 1) in (True, False)
     decider = ConsentDecider(VENDOR)
     decision = decider.decide("1", text)
@@ -361,9 +376,212 @@ def test_the_answer_matches_the_sets_encoded(
 ) -> None:
     max_vendor_id = max(vendors, default=0) + extra_max
     tc = tc_string(purposes=purposes, vendors=vendors, ranges=ranges, max_vendor_id=max_vendor_id)
-    assert granted(tc, asked) == (7 in purposes and asked in vendors)
+    # A range section longer than the bit field (beyond the slack) is what no encoder writes.
+    entries = as_ranges(vendors)
+    longest = max_vendor_id + len(entries) + RANGE_SLACK_BITS
+    plausible = not ranges or range_section_bits(entries) <= longest
+    assert granted(tc, asked) == (7 in purposes and asked in vendors and plausible)
     for vendor in vendors:
-        assert granted(tc, vendor) == (7 in purposes)
+        assert granted(tc, vendor) == (7 in purposes and plausible)
+
+
+# --- implausible strings, and the work a string can cause ---------------------------------------
+
+# The longest range section a URL can carry: 2,800 single ids (odd ids, our vendor among them)
+# under MaxVendorId 65535, in 7,979 characters (aiohttp accepts request lines up to 8,190 bytes).
+MAXIMAL_RANGES = tc_string(
+    purposes={7},
+    ranges=True,
+    range_entries=[(2 * n + 1, 2 * n + 1) for n in range(2_800)],
+    max_vendor_id=0xFFFF,
+)
+
+
+def ranges_string(entries: list[tuple[int, int]], max_vendor_id: int = 0xFFFF) -> str:
+    return tc_string(purposes={7}, ranges=True, range_entries=entries, max_vendor_id=max_vendor_id)
+
+
+def test_a_string_of_more_range_entries_than_real_ones_have_is_refused_before_reading_one() -> None:
+    assert VENDOR % 2 == 1  # named by an entry of the maximal string
+    assert len(MAXIMAL_RANGES) < MAX_TC_STRING
+    assert read_consent(MAXIMAL_RANGES, VENDOR) == Answer(Reading.IMPLAUSIBLE, 0)
+    most = [(2 * n + 1, 2 * n + 1) for n in range(MAX_RANGE_ENTRIES)]
+    assert read_consent(ranges_string(most), 1) == Answer(Reading.GRANTED, MAX_RANGE_ENTRIES)
+    one_more = [*most, (2 * MAX_RANGE_ENTRIES + 1, 2 * MAX_RANGE_ENTRIES + 1)]
+    assert read_consent(ranges_string(one_more), 1) == Answer(Reading.IMPLAUSIBLE, 0)
+
+
+def test_a_range_section_longer_than_the_bit_field_is_implausible() -> None:
+    """An encoder writes the shorter encoding: NumEntries and the entries against MaxVendorId
+    bits, with a bit per entry and RANGE_SLACK_BITS of grace for the encoders' bookkeeping."""
+    singles = [(2 * n + 1, 2 * n + 1) for n in range(10)]
+    as_long = range_section_bits(singles) - len(singles) - RANGE_SLACK_BITS
+    assert read_consent(ranges_string(singles, as_long), 19) == Answer(Reading.GRANTED, 10)
+    # One bit too long: known from NumEntries alone, as every entry here is a single id.
+    assert read_consent(ranges_string(singles, as_long - 1), 19) == Answer(Reading.IMPLAUSIBLE)
+    # Known only once the entries are read, when they are ranges of a start and an end.
+    spans = [(4 * n + 1, 4 * n + 2) for n in range(10)]
+    too_long = range_section_bits(spans) - len(spans) - RANGE_SLACK_BITS - 1
+    assert read_consent(ranges_string(spans, too_long), 2) == Answer(Reading.IMPLAUSIBLE, 10)
+    # The longest range section the IAB's JavaScript encoder writes instead of a bit field: 80
+    # single ids counted as 16 bits each, and compared before the last one is written.
+    written = [(1278 - 2 * n, 1278 - 2 * n) for n in reversed(range(80))]
+    assert 12 + 16 * 80 - 16 < 1278 < range_section_bits(written)
+    assert read_consent(ranges_string(written, 1278), 1278) == Answer(Reading.GRANTED, 80)
+    # What the IAB's published range string and the encoder helper write is plausible.
+    assert granted(with_purpose_7(IAB_RANGE), 702)
+    assert granted(tc_string(purposes={7}, vendors={1, 2, 3, VENDOR}, ranges=True))
+
+
+@pytest.mark.parametrize(
+    ("entries", "stops_at"),
+    [
+        pytest.param([(10, 20), (15, 30), (40, 40)], 2, id="overlapping"),
+        pytest.param([(10, 20), (20, 30), (40, 40)], 2, id="sharing an id"),
+        pytest.param([(40, 40), (10, 20), (VENDOR, VENDOR)], 2, id="out of order"),
+        pytest.param([(VENDOR, VENDOR), (VENDOR, VENDOR)], 2, id="repeated"),
+    ],
+)
+def test_entries_out_of_order_or_overlapping_stop_the_walk(
+    entries: list[tuple[int, int]], stops_at: int
+) -> None:
+    assert read_consent(ranges_string(entries), VENDOR) == Answer(Reading.IMPLAUSIBLE, stops_at)
+    assert ConsentDecider(VENDOR).decide("1", ranges_string(entries)) == pb.CONSENT_DENIED
+
+
+def test_adjacent_entries_are_plausible() -> None:
+    """Encoders merge consecutive ids into one range, but nothing is wrong with two entries
+    that touch."""
+    tc = ranges_string([(10, 20), (21, 30), (VENDOR, VENDOR)])
+    assert read_consent(tc, 21) == Answer(Reading.GRANTED, 3)
+
+
+@pytest.mark.parametrize(
+    ("entries", "stops_at"),
+    [
+        pytest.param([(5, 5), (0, 0)], 2, id="id 0"),
+        pytest.param([(5, 5), (30, 20)], 2, id="end before start"),
+        pytest.param([(5, 5), (30, 0xFFFF), (VENDOR, VENDOR)], 2, id="past MaxVendorId"),
+    ],
+)
+def test_a_malformed_entry_stops_the_walk(entries: list[tuple[int, int]], stops_at: int) -> None:
+    tc = ranges_string(entries, max_vendor_id=1000)
+    assert read_consent(tc, VENDOR) == Answer(Reading.MALFORMED, stops_at)
+
+
+def test_more_segments_than_a_tc_string_has_are_implausible() -> None:
+    four = ".".join([GRANTING, *["IFoEUQQgAIQwgIwQ"] * (MAX_SEGMENTS - 1)])
+    assert read_consent(four, VENDOR) == Answer(Reading.GRANTED)
+    assert read_consent(four + ".AA", VENDOR) == Answer(Reading.IMPLAUSIBLE)
+    # The most segments 8 KiB can hold, each of two characters: refused at the separators.
+    tiny = GRANTING + ".AA" * ((MAX_TC_STRING - len(GRANTING)) // 3)
+    assert len(tiny) <= MAX_TC_STRING
+    assert read_consent(tiny, VENDOR) == Answer(Reading.IMPLAUSIBLE)
+
+
+def test_an_implausible_string_naming_our_vendor_is_denied() -> None:
+    decider = ConsentDecider(VENDOR)
+    assert decider.decide("1", MAXIMAL_RANGES) == pb.CONSENT_DENIED
+    plausible = ranges_string([(2 * n + 1, 2 * n + 1) for n in range(MAX_RANGE_ENTRIES)])
+    assert decider.decide("1", plausible) == pb.CONSENT_DENIED  # our vendor is past its entries
+    assert decider.decide("1", ranges_string([(VENDOR, VENDOR)])) == pb.CONSENT_GRANTED
+
+
+def test_the_widest_bit_field_a_url_carries_is_read() -> None:
+    vendors = set(range(1, 48_000, 2))
+    tc = tc_string(purposes={7}, vendors=vendors)
+    assert MAX_TC_STRING - 200 < len(tc) <= MAX_TC_STRING
+    assert read_consent(tc, VENDOR) == Answer(Reading.GRANTED)
+    assert read_consent(tc, 47_999) == Answer(Reading.GRANTED)
+    assert read_consent(tc, VENDOR + 1) == Answer(Reading.NOT_GRANTED)
+    assert read_consent(tc[:-12], VENDOR) == Answer(Reading.MALFORMED)  # the field cut short
+
+
+# A plain reading of the rules in tcf's docstring, from '0'/'1' text: slow, and easy to check.
+
+
+def reference_bits(tc: str) -> str | None:
+    """The core's bits in whole bytes, or None when the string is malformed or has too many
+    segments."""
+    segments = tc.split(".")
+    if (
+        len(tc) > MAX_TC_STRING
+        or any(char not in ALPHABET + "." for char in tc)
+        or len(segments) > MAX_SEGMENTS
+        or any(not segment or len(segment) % 4 == 1 for segment in segments)
+    ):
+        return None
+    bits = "".join(format(ALPHABET.index(char), "06b") for char in segments[0])
+    return bits[: len(bits) // 8 * 8]
+
+
+def reference_entries(bits: str) -> list[tuple[int, int]] | None:
+    """The range entries, or None when the core ends inside them."""
+    count = int(bits[VENDOR_SECTION_AT + 17 : VENDOR_SECTION_AT + 29], 2)
+    at, entries = VENDOR_SECTION_AT + 29, []
+    for _ in range(count):
+        width = 33 if bits[at : at + 1] == "1" else 17
+        if at + width > len(bits):
+            return None
+        first = int(bits[at + 1 : at + 17], 2)
+        entries.append((first, int(bits[at + 17 : at + 33], 2) if width == 33 else first))
+        at += width
+    return entries
+
+
+def reference_consents(tc: str, vendor: int) -> bool:
+    bits = reference_bits(tc)
+    header = bits is not None and len(bits) > VENDOR_SECTION_AT + 17 and int(bits[:6], 2) == 2
+    if bits is None or not header or bits[151 + 7] != "1":  # purpose 7's bit
+        return False
+    max_vendor = int(bits[VENDOR_SECTION_AT : VENDOR_SECTION_AT + 16], 2)
+    if bits[VENDOR_SECTION_AT + 16] == "0":  # a bit field; vendor v's bit follows v - 1 others
+        whole = len(bits) >= VENDOR_SECTION_AT + 17 + max_vendor
+        return whole and vendor <= max_vendor and bits[VENDOR_SECTION_AT + 16 + vendor] == "1"
+    entries = reference_entries(bits) if len(bits) >= VENDOR_SECTION_AT + 29 else None
+    if entries is None or len(entries) > MAX_RANGE_ENTRIES:
+        return False
+    plausible = range_section_bits(entries) <= max_vendor + len(entries) + RANGE_SLACK_BITS
+    well_formed = all(0 < first <= last <= max_vendor for first, last in entries)
+    in_order = all(earlier[1] < later[0] for earlier, later in pairwise(entries))
+    named = any(first <= vendor <= last for first, last in entries)
+    return plausible and well_formed and in_order and named
+
+
+ENTRY = st.tuples(st.integers(0, 300), st.integers(0, 300))
+
+
+def ascending(steps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Entries in order without overlaps, from (gap after the previous entry, span) pairs."""
+    entries, last = [], 0
+    for gap, span in steps:
+        entries.append((last + gap, last + gap + span))
+        last += gap + span
+    return entries
+
+
+ORDERED = st.lists(st.tuples(st.integers(1, 12), st.integers(0, 2)), max_size=140).map(ascending)
+
+
+@hypothesis_settings(max_examples=400)
+@given(
+    entries=st.lists(ENTRY, max_size=MAX_RANGE_ENTRIES + 3) | ORDERED,
+    max_vendor_id=st.sampled_from([0, 20, 250, 300, 1_500, 2_000, 0xFFFF]),
+    cut=st.sampled_from([0, 0, 0, 1, 8, 17, 33]) | st.integers(0, 64),
+    data=st.data(),
+)
+def test_range_sections_decide_as_the_rules_say(
+    entries: list[tuple[int, int]], max_vendor_id: int, cut: int, data: st.DataObject
+) -> None:
+    """Any range section, well-formed or not, plausible or not, whole or cut short: the answer
+    is the plain reading's, and the walk never reads more than MAX_RANGE_ENTRIES entries."""
+    named = [vendor for entry in entries for vendor in entry if vendor > 0]
+    asked = data.draw(st.sampled_from(named) if named else st.integers(1, 310), label="asked")
+    bits = core_bits(purposes={7}, ranges=True, range_entries=entries, max_vendor_id=max_vendor_id)
+    tc = encode_bits(bits[: len(bits) - cut])
+    answer = read_consent(tc, asked)
+    assert answer.entries_read <= min(len(entries), MAX_RANGE_ENTRIES)
+    assert (answer.reading is Reading.GRANTED) == reference_consents(tc, asked)
 
 
 # --- the decision --------------------------------------------------------------------------------

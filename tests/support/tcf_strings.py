@@ -46,6 +46,12 @@ def as_ranges(vendors: Iterable[int]) -> list[tuple[int, int]]:
     return runs
 
 
+def range_section_bits(entries: Iterable[tuple[int, int]]) -> int:
+    """The length of a range section (NumEntries and the entries), to set against the bit
+    field's MaxVendorId bits: an encoder writes the shorter of the two."""
+    return 12 + sum(17 if first == last else 33 for first, last in entries)
+
+
 def vendor_section(
     vendors: Iterable[int],
     *,

@@ -35,8 +35,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import NamedTuple
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_from_bytes, urlsplit
 
 from multidict import MultiMapping
 
@@ -47,6 +48,11 @@ CLICK_PATH = "/v1/click"
 # cost more than a legitimate link. The signer refuses to produce a link beyond them.
 MAX_PARAMS = 64
 MAX_MESSAGE_BYTES = 8 * 1024
+# At most this many bytes of the signed keys and values may need percent-encoding: quote() goes
+# through every byte of a text that has one character to encode (~40 ns a byte, several times
+# what the rest of a check costs per byte), so this, more than the length, bounds what a
+# hostile link costs. Real links carry ids and short texts, a few dozen such bytes.
+MAX_QUOTED_BYTES = 512
 MIN_SECRET_BYTES = 16
 # Twelve digits reach the year 33658; more would only be a way to make int() work hard.
 MAX_EXPIRES_AT = 10**12 - 1
@@ -58,6 +64,7 @@ _EXP = re.compile(r"[0-9]{1,12}")
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes as base64url without padding
 _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 _UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+_UNRESERVED_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-"
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
 
 
@@ -121,14 +128,39 @@ def _encode(text: str) -> str:
     return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
 
 
-def canonical_message(path: str, pairs: Iterable[tuple[str, str]]) -> str:
+class _QuotedEncoder:
+    """_encode, refusing (ValueError) once more than `max_quoted` bytes went through quote()."""
+
+    def __init__(self, max_quoted: int) -> None:
+        self.max_quoted = max_quoted
+        self._left = max_quoted
+
+    def __call__(self, text: str) -> str:
+        if _UNRESERVED.fullmatch(text):
+            return text
+        data = text.encode()  # UnicodeEncodeError on a lone surrogate, as quote() would raise
+        self._left -= len(data)
+        if self._left < 0:
+            raise ValueError(
+                f"more than {self.max_quoted} bytes of parameters need percent-encoding"
+            )
+        return quote_from_bytes(data, safe="")
+
+
+def canonical_message(
+    path: str, pairs: Iterable[tuple[str, str]], *, max_quoted: int | None = None
+) -> str:
     """The text `sig` is computed over (see the module docstring); always ASCII.
 
-    Raises UnicodeEncodeError (a ValueError) on text that is not valid Unicode (lone
-    surrogates)."""
-    signed = sorted(
-        (_encode(key), _encode(value)) for key, value in pairs if key not in UNSIGNED_PARAMS
-    )
+    Raises ValueError: UnicodeEncodeError on text that is not valid Unicode (lone surrogates),
+    or, with `max_quoted`, once more than that many bytes of keys and values would need
+    percent-encoding (before encoding them)."""
+    signed = [(key, value) for key, value in pairs if key not in UNSIGNED_PARAMS]
+    # Most links need no encoding at all: one regex match over all of their text says so.
+    if not _UNRESERVED.fullmatch("".join(chain.from_iterable(signed))):
+        encode = _encode if max_quoted is None else _QuotedEncoder(max_quoted)
+        signed = [(encode(key), encode(value)) for key, value in signed]
+    signed.sort()
     if not _PLAIN_PATH.fullmatch(path):
         path = quote(path, safe="/")
     return path + "\n" + "&".join(f"{key}={value}" for key, value in signed)
@@ -156,6 +188,7 @@ def sign_query(
     message = canonical_message(path, pairs)
     if len(message) > MAX_MESSAGE_BYTES:
         raise ValueError(f"signed text is {len(message)} bytes, at most {MAX_MESSAGE_BYTES}")
+    canonical_message(path, pairs, max_quoted=MAX_QUOTED_BYTES)  # what the verifier refuses
     digest = hmac.new(key.secret, message.encode("ascii"), hashlib.sha256).digest()
     pairs.append(("sig", _encode_signature(digest)))
     return "&".join(f"{_encode(name)}={_encode(value)}" for name, value in pairs)
@@ -243,17 +276,23 @@ def _signature_fields(query: MultiMapping[str]) -> tuple[str, str, str] | None:
 
 
 def _bounded_message(path: str, query: MultiMapping[str]) -> bytes | None:
-    """The canonical message, or None when it would exceed MAX_MESSAGE_BYTES or is not
-    valid Unicode."""
-    # Encoding never shortens text, so the raw length is a lower bound: refuse before encoding.
-    raw = len(path) + sum(
-        len(key) + len(value) + 2 for key, value in query.items() if key not in UNSIGNED_PARAMS
-    )
-    if raw > MAX_MESSAGE_BYTES:
+    """The canonical message, or None when it would exceed MAX_MESSAGE_BYTES or
+    MAX_QUOTED_BYTES, or is not valid Unicode. Most of what is refused is refused from one
+    pass in C over the query's text, before any encoding."""
+    signed = [(key, value) for key, value in query.items() if key not in UNSIGNED_PARAMS]
+    try:
+        text = "".join(chain.from_iterable(signed)).encode()
+    except UnicodeEncodeError:
+        return None
+    # Every byte outside the unreserved characters becomes %XX, and belongs to a text that
+    # goes through quote(): both bounds can be told from their number.
+    escaped = len(text.translate(None, _UNRESERVED_BYTES))
+    at_least = len(path) + 1 + len(text) + 2 * escaped + 2 * len(signed)
+    if escaped > MAX_QUOTED_BYTES or at_least > MAX_MESSAGE_BYTES + 1:
         return None
     try:
-        message = canonical_message(path, query.items())
-    except UnicodeEncodeError:
+        message = canonical_message(path, signed, max_quoted=MAX_QUOTED_BYTES)
+    except ValueError:  # too much to percent-encode, after all
         return None
     if len(message) > MAX_MESSAGE_BYTES:
         return None

@@ -16,7 +16,9 @@ so " 0" and "00" are DENIED too. An unknown value can thus only ever take protec
 us, never from the user.
 
 What makes a TC string valid is tracker.privacy.tcf's business (its docstring lists what is
-malformed).
+malformed, and what is implausible: strings no CMP writes, such as a range section longer than
+the bit field it replaces, refused before the costly part of reading them). A string that is
+neither decides as it reads; any other is DENIED.
 """
 
 from __future__ import annotations

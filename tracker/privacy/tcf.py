@@ -1,5 +1,6 @@
 """Reading an IAB TCF v2 TC string far enough to answer one question: has this user consented to
-vendor V for purpose P? Pure logic, no I/O; it never raises, and anything malformed answers no.
+vendor V for purpose P? Pure logic, no I/O; it never raises, and anything malformed or
+implausible answers no.
 
 Format (IAB Tech Lab, "Consent string and vendor list formats v2", The Core String): segments
 joined by '.', each base64url without padding, the core segment first. The core segment's bits,
@@ -21,18 +22,34 @@ What counts as malformed (the answer is then no, for every vendor and purpose):
   read, so a string truncated anywhere in that section is refused even if the entries read so
   far name the vendor;
 - a range entry starting at vendor 0, ending before it starts, or ending past MaxVendorId.
+
+What counts as implausible (no real CMP writes it; the answer is no as well, and it is found
+before the costly part, the walk through the range entries, or stops that walk early):
+- more than MAX_SEGMENTS segments (the core and at most three optional ones exist);
+- a range section longer than the bit field it replaces: an encoder writes the shorter of the
+  two (NumEntries and its entries against MaxVendorId bits), with one bit per entry and
+  RANGE_SLACK_BITS of grace for the reference encoders' bookkeeping; found from NumEntries
+  alone when even single-id entries would be too long, else once the entries are read;
+- more than MAX_RANGE_ENTRIES range entries;
+- a range entry that does not start after the previous one ends (out of order, or
+  overlapping): encoders walk the vendor ids in order.
+So the work on any string is bounded by its length (checks in C) and MAX_RANGE_ENTRIES (the one
+loop in Python).
+
 Segments after the core (disclosed/allowed vendors, publisher TC) and the rest of the core after
 the vendor consent section (legitimate interests, publisher restrictions) are not read: they
 cannot grant consent. The core is read as the bytes it encodes, as the IAB's reference decoders
-read it (the few bits of a last, partial character are padding, and are ignored).
+read it (the few bits of a last, partial character are padding, and are ignored); only as many
+of its characters are decoded as the question needs.
 
 A vendor id above MaxVendorId is not consented (the spec's reading), not malformed.
 """
 
 from __future__ import annotations
 
-import base64
-import re
+import binascii
+import enum
+from typing import NamedTuple
 
 # Real TC strings are a few hundred characters. Global vendor list ids now reach about 1,400, so
 # even a string with bit fields for every id in both vendor sections and a disclosed-vendors
@@ -40,13 +57,22 @@ import re
 # about the longest request line servers accept at all (aiohttp's default limit is 8190), so a
 # longer value cannot be a TC string that a client actually sent in a URL.
 MAX_TC_STRING = 8192
+# The core, then at most the disclosed vendors, allowed vendors and publisher TC segments.
+MAX_SEGMENTS = 4
+# Range encoding is written only when it is about as short as the bit field (see below), so a
+# section of n single-id entries implies MaxVendorId >= 16 n - 4. Vendor ids reach about 1,400
+# today: an honest range section has at most ~90 entries (real ones, a handful). More than 128
+# would take a vendor list of over 2,000 ids, with consents split into runs of one or two ids.
+# The bound is what keeps the walk through the entries (~0.3 us each) cheap.
+MAX_RANGE_ENTRIES = 128
+# Encoders choose the shorter encoding, give or take their bookkeeping: the IAB's JavaScript
+# encoder counts a single-id entry as 16 bits (it takes 17) and decides before it writes its
+# last entry, so its range sections may be longer than the bit field by one bit per entry and
+# 16 more (the IAB's Java encoder stays within 11). Only a section longer than that is refused.
+RANGE_SLACK_BITS = 16
 
-# A segment is base64url for whole bytes: two or more characters, and never one more than a
-# multiple of four. ASCII letters and digits, '-' and '_' only (explicit ranges, so no Unicode
-# digit sneaks in as \d would let it).
-_SEGMENT = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,4})"
-_SANE = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
-
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _VERSION = 2
 _PURPOSES_AT = 152  # bit of purpose 1; purpose p is at _PURPOSES_AT + p - 1
 _MAX_PURPOSE = 24
@@ -54,35 +80,79 @@ _MAX_VENDOR_ID_AT = 213
 _IS_RANGE_AT = 229
 _VENDOR_SECTION_AT = 230  # the bit field, or NumEntries
 _ENTRIES_AT = _VENDOR_SECTION_AT + 12
+_SINGLE_BITS, _RANGE_BITS = 17, 33  # a range entry of one id, of a start and an end
 _MAX_VENDOR = 0xFFFF
 
 
+class Reading(enum.Enum):
+    """What a TC string says to one question, and why."""
+
+    GRANTED = "granted"
+    NOT_GRANTED = "not granted"  # well-formed and plausible: purpose or vendor not consented
+    MALFORMED = "malformed"
+    IMPLAUSIBLE = "implausible"
+
+
+class Answer(NamedTuple):
+    reading: Reading
+    entries_read: int = 0  # range entries walked: the one part whose work grows with the input
+
+
 def consents_to(tc_string: str, vendor_id: int, purpose: int = 7) -> bool:
-    """Whether `tc_string` is a well-formed TCF v2 TC string whose core segment gives consent to
-    `purpose` (1-24) and to vendor `vendor_id` (1-65535). False for anything else; never raises."""
-    if (
-        len(tc_string) > MAX_TC_STRING
-        or not 1 <= vendor_id <= _MAX_VENDOR
-        or not 1 <= purpose <= _MAX_PURPOSE
-        or not _SANE.fullmatch(tc_string)
-    ):
-        return False
-    core = tc_string.split(".", 1)[0]
-    # Cannot fail: _SANE let through only the alphabet, in lengths that are whole bytes.
-    raw = base64.urlsafe_b64decode(core + "=" * (-len(core) % 4))
-    if len(raw) * 8 <= _VENDOR_SECTION_AT or raw[0] >> 2 != _VERSION:
-        return False
-    if not _field(raw, _PURPOSES_AT + purpose - 1, 1):
-        return False  # no need to read the vendors: the answer is no either way
-    max_vendor = _field(raw, _MAX_VENDOR_ID_AT, 16)
-    if _field(raw, _IS_RANGE_AT, 1):
-        return _range_consents(raw, max_vendor, vendor_id)
-    # A bit field: whole (so not truncated), then the one bit for the vendor.
-    return (
-        len(raw) * 8 >= _VENDOR_SECTION_AT + max_vendor
-        and vendor_id <= max_vendor
-        and _field(raw, _VENDOR_SECTION_AT + vendor_id - 1, 1) == 1
-    )
+    """Whether `tc_string` is a well-formed, plausible TCF v2 TC string whose core segment gives
+    consent to `purpose` (1-24) and to vendor `vendor_id` (1-65535). False for anything else;
+    never raises."""
+    return read_consent(tc_string, vendor_id, purpose).reading is Reading.GRANTED
+
+
+def read_consent(tc_string: str, vendor_id: int, purpose: int = 7) -> Answer:
+    """consents_to, with the reason for its answer and the work it took."""
+    if not 1 <= vendor_id <= _MAX_VENDOR or not 1 <= purpose <= _MAX_PURPOSE:
+        return Answer(Reading.NOT_GRANTED)
+    core = _core_segment(tc_string)
+    if isinstance(core, Reading):
+        return Answer(core)
+    # Enough for the header and the vendor section's first fields, NumEntries included.
+    head = _decoded(core, _ENTRIES_AT)
+    if len(head) * 8 <= _VENDOR_SECTION_AT or head[0] >> 2 != _VERSION:
+        return Answer(Reading.MALFORMED)
+    if not _field(head, _PURPOSES_AT + purpose - 1, 1):
+        return Answer(Reading.NOT_GRANTED)  # no need to read the vendors: no either way
+    max_vendor = _field(head, _MAX_VENDOR_ID_AT, 16)
+    if _field(head, _IS_RANGE_AT, 1):
+        return _read_ranges(core, head, max_vendor, vendor_id)
+    return _read_bit_field(core, max_vendor, vendor_id)
+
+
+def _core_segment(tc_string: str) -> bytes | Reading:
+    """The core segment's base64url text, or why there is none (MALFORMED, or IMPLAUSIBLE for
+    more segments than a TC string has). Every check runs in C, in a pass or two."""
+    if len(tc_string) > MAX_TC_STRING or not tc_string.isascii():
+        return Reading.MALFORMED
+    text = tc_string.encode("ascii")
+    if text.translate(None, _ALPHABET + b"."):
+        return Reading.MALFORMED  # a character outside base64url and the separator
+    segments = text.split(b".", MAX_SEGMENTS)  # stops after MAX_SEGMENTS + 1 pieces
+    if len(segments) > MAX_SEGMENTS:
+        return Reading.IMPLAUSIBLE
+    # Empty, or a length that no number of bytes encodes to.
+    if any(len(segment) % 4 == 1 or not segment for segment in segments):
+        return Reading.MALFORMED
+    return segments[0]
+
+
+def _decoded(core: bytes, bits: int) -> bytes:
+    """The bytes of the core's first `bits` bits (whole groups of four characters), or of the
+    whole core if it is shorter. `core` is base64url of a valid length (checked)."""
+    chars = -(-bits // 24) * 4
+    text = core[:chars] if chars < len(core) else core
+    text = text.translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(text) % 4)
+    return binascii.a2b_base64(text)
+
+
+def _core_bits(core: bytes) -> int:
+    """How many bits the core encodes (whole bytes), without decoding it."""
+    return len(core) * 6 // 8 * 8
 
 
 def _field(raw: bytes, at: int, width: int) -> int:
@@ -92,35 +162,66 @@ def _field(raw: bytes, at: int, width: int) -> int:
     return int.from_bytes(raw[first:stop], "big") >> (stop * 8 - at - width) & ((1 << width) - 1)
 
 
-def _range_consents(raw: bytes, max_vendor: int, vendor_id: int) -> bool:
-    """Whether the range entries name `vendor_id`; False if any entry is malformed or missing.
+def _read_bit_field(core: bytes, max_vendor: int, vendor_id: int) -> Answer:
+    """A bit field: whole (so not truncated), then the one bit for the vendor."""
+    if _core_bits(core) < _VENDOR_SECTION_AT + max_vendor:
+        return Answer(Reading.MALFORMED)
+    if vendor_id > max_vendor:
+        return Answer(Reading.NOT_GRANTED)
+    at = _VENDOR_SECTION_AT + vendor_id - 1
+    granted = _field(_decoded(core, at + 1), at, 1)
+    return Answer(Reading.GRANTED if granted else Reading.NOT_GRANTED)
 
-    Every entry is read, even after one names the vendor, so that a string cut short is refused.
-    At most 4095 entries, and no more than the string can hold: bounded work, linear in the
-    string's length. The one loop whose cost grows with the input, so it runs on '0'/'1' text
-    (one conversion in C, then a slice and an int() per field) rather than calling _field."""
-    size = len(raw) * 8
+
+def _longest(max_vendor: int, count: int) -> int:
+    """The longest plausible range section (NumEntries and `count` entries), in bits."""
+    return max_vendor + count + RANGE_SLACK_BITS
+
+
+def _read_ranges(core: bytes, head: bytes, max_vendor: int, vendor_id: int) -> Answer:
+    """The range section: refused from NumEntries alone when it cannot be plausible or cannot
+    fit, else every entry read (so that a string cut short is refused). `head` is the core's
+    first bytes, NumEntries included if the core holds it."""
+    size = _core_bits(core)
     if size < _ENTRIES_AT:
-        return False
-    count = _field(raw, _VENDOR_SECTION_AT, 12)
-    if _ENTRIES_AT + 17 * count > size:
-        return False  # too short for even single-id entries: truncated
-    bits = format(int.from_bytes(raw, "big"), f"0{size}b")
-    at = _ENTRIES_AT
+        return Answer(Reading.MALFORMED)
+    count = _field(head, _VENDOR_SECTION_AT, 12)
+    if count > MAX_RANGE_ENTRIES or 12 + _SINGLE_BITS * count > _longest(max_vendor, count):
+        return Answer(Reading.IMPLAUSIBLE)  # before decoding or reading a single entry
+    if _ENTRIES_AT + _SINGLE_BITS * count > size:
+        return Answer(Reading.MALFORMED)  # too short for even single-id entries: truncated
+    end = min(size, _ENTRIES_AT + _RANGE_BITS * count)
+    # The entries as '0'/'1' text (one conversion in C), from the byte that holds their start.
+    raw = _decoded(core, end)[_ENTRIES_AT >> 3 :]
+    bits = format(int.from_bytes(raw, "big"), f"0{len(raw) * 8}b")
+    return _walk(bits, _ENTRIES_AT & 7, count, max_vendor, vendor_id)
+
+
+def _walk(bits: str, at: int, count: int, max_vendor: int, vendor_id: int) -> Answer:
+    """Read `count` range entries from bit `at` of `bits` ('0'/'1' text), stopping at the first
+    that is malformed or out of order. The one loop whose work grows with the input (at most
+    MAX_RANGE_ENTRIES turns), so each turn is a slice and an int() or two, no more: a slice cut
+    short by the end of `bits` is found once the loop is over, or when its entry is refused."""
+    start = at
+    previous = 0  # the last id of the entry before: each entry starts after it
     found = False
-    for _ in range(count):
-        if at + 17 > size:
-            return False
-        head = int(bits[at : at + 17], 2)  # IsARange, then StartOrOnlyVendorId
-        first = last = head & 0xFFFF
-        if head >> 16:
-            if at + 33 > size:
-                return False
-            last = int(bits[at + 17 : at + 33], 2)
+    for read in range(1, count + 1):
+        head = int(bits[at : at + 17] or "0", 2)  # IsARange, then StartOrOnlyVendorId
+        if head > 0xFFFF:
+            first = head & 0xFFFF
+            last = int(bits[at + 17 : at + 33] or "0", 2)
             at += 33
         else:
+            first = last = head
             at += 17
-        if first == 0 or last < first or last > max_vendor:
-            return False
-        found = found or first <= vendor_id <= last
-    return found
+        if first <= previous or last < first or last > max_vendor:
+            malformed = first == 0 or last < first or last > max_vendor or at > len(bits)
+            return Answer(Reading.MALFORMED if malformed else Reading.IMPLAUSIBLE, read)
+        previous = last
+        if first <= vendor_id <= last:
+            found = True
+    if at > len(bits):
+        return Answer(Reading.MALFORMED, count)  # the last entry ran past the end: truncated
+    if 12 + at - start > _longest(max_vendor, count):
+        return Answer(Reading.IMPLAUSIBLE, count)  # longer than the bit field would be
+    return Answer(Reading.GRANTED if found else Reading.NOT_GRANTED, count)
