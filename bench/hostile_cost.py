@@ -441,7 +441,7 @@ def run(
             runs = _rounds(tracker, chosen, seconds, rounds)
         finally:
             process.stop()
-    return _report(runs, Settings(seconds, rounds, 1e6 * idle, commit))
+    return _report(runs, Settings(seconds, rounds, round(1e6 * idle, 1), commit))
 
 
 def _tracker(stack: BenchStack, canned: dict[str, str], tree: Path | None) -> ManagedProcess:

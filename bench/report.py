@@ -14,6 +14,10 @@ import matplotlib.pyplot as plt
 
 from bench.capacity_report import capacity_lines
 
+# The rule the hostile part checks (docs/benchmarks.md, Hostile requests): no request, whatever
+# it carries, may cost the tracker more than this many typical pixels' CPU.
+HOSTILE_BOUND = 5
+
 
 def write_reports(report: dict[str, Any], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -31,6 +35,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += privacy_lines(report["privacy"])
     if "integrity" in report:
         lines += integrity_lines(report["integrity"])
+    if "hostile" in report:
+        lines += hostile_lines(report["hostile"])
     if "capacity" in report:
         lines += capacity_lines(report["capacity"])
     return "\n".join(lines)
@@ -230,6 +236,50 @@ def integrity_lines(part: dict[str, Any]) -> list[str]:
         "the median of the runs.",
     ]
     return lines + _micro_table(micro["paths"])
+
+
+def hostile_lines(part: dict[str, Any]) -> list[str]:
+    """Each hostile request shape's CPU per request against a typical pixel
+    (bench/hostile_cost.py), the worst stated next to the typical."""
+    machine, typical, worst = part["machine"], part["typical"], part["worst"]
+    commit = part.get("commit")
+    tracker = f"The tracker of commit {commit}" if commit else "One tracker"
+    lines = [
+        "",
+        "## Hostile requests: CPU per request against a typical pixel",
+        "",
+        f"Run {part['started']} on {machine['cores']} cores ({machine['cpu']}), Python "
+        f"{machine['python']}. {tracker} (one worker; TCF_VENDOR_ID, USER_ID_KEY and "
+        "CLICK_SIGNING_KEYS set), shipping to the canned endpoint; wrk with "
+        f"c={part['concurrency']}, {part['rounds']} x {part['seconds_per_run']} s per shape, "
+        "every request of a shape new unless its name says the same (so that no memo of the "
+        "tracker helps), the typical pixel before and after each round. The tracker process's "
+        "CPU per request, the shipping of its events "
+        f"included, the idle process's share ({part['idle_cpu_us_per_second']:,.0f} us/s) taken "
+        "off.",
+        "",
+        f"typical: {typical['shape']}, {typical['cpu_us_per_request']:,} us per request.",
+        f"worst: {worst['shape']} ({worst['cpu_us_per_request']:,} us per request) at "
+        f"{worst['ratio_to_typical']:.2f}x the typical pixel; the bound is {HOSTILE_BOUND}x.",
+        "",
+        "| shape | CPU us/req | ratio to the typical pixel | req/s | bad answers "
+        "| what the tracker decided |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in [typical, *part["shapes"]]:
+        lines.append(
+            f"| {row['shape']} | {row['cpu_us_per_request']:,} | "
+            f"{row['ratio_to_typical']:.2f} | {row['requests_per_second']:,.0f} | "
+            f"{row['bad_answers']:,} | {_decisions(row['observed'])} |"
+        )
+    return [*lines, ""]
+
+
+def _decisions(observed: dict[str, float]) -> str:
+    """A hostile shape's consent decisions and invalid-traffic reasons, as the tracker counted
+    them during its runs, e.g. "consent DENIED 75,378; ivt NONE 75,378"."""
+    consent = ", ".join(_counts(observed, "CONSENT_")) or "-"
+    return f"consent {consent}; ivt {', '.join(_counts(observed, 'IVT_')) or '-'}"
 
 
 def _micro_table(paths: list[dict[str, Any]]) -> list[str]:

@@ -1,11 +1,13 @@
 """`make bench`: the tracker against a bare aiohttp server with `hey`, end to end into DynamoDB,
 memory with 100,000 cached programs, durability (the pixel in each DURABILITY mode, and how
 fast an on-disk event log drains), privacy (the pixel with consent signals, and the privacy
-step's own cost per request) and integrity (the pixel with a browser's and a crawler's user
+step's own cost per request), integrity (the pixel with a browser's and a crawler's user
 agent, signed clicks with and without the duplicate check, and each check's own cost per
-request). Writes bench/results/latest.{json,md,png}.
+request), hostile requests (the tracker's CPU per request for each shape a client can send to
+make it work hard, against a typical pixel) and capacity. Writes
+bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity|capacity]
+    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity|hostile|capacity]
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
 they were and the reports are written again from the merged result.
@@ -29,6 +31,7 @@ from bench.demo_programs import DEMO_PIXEL
 from bench.durability import measure_modes
 from bench.e2e import run_e2e
 from bench.hey import run_hey
+from bench.hostile_cost import run as run_hostile
 from bench.integrity_cost import measure as measure_integrity_checks
 from bench.integrity_cost import measure_redis as measure_redis_check
 from bench.integrity_http import groups, integrity_row, observer
@@ -70,6 +73,7 @@ class Plan:
     e2e_requests: int
     replay_mib: int  # the on-disk log drained into the canned endpoint
     kinesalite_mib: int  # the one drained into kinesalite
+    hostile: Timing  # per hostile request shape: whole seconds per run, rounds
 
     @property
     def micro_runs(self) -> int:
@@ -80,7 +84,7 @@ class Plan:
 def main() -> None:
     args = _arguments().parse_args()
     plan = _plan(args)
-    if args.only in (None, "integrity"):
+    if args.only in (None, "integrity", "hostile"):
         ensure_wrk()  # now, not after the other parts have run
     if args.only is not None:
         report = _previous_report()
@@ -106,7 +110,7 @@ def _arguments() -> argparse.ArgumentParser:
     parser.add_argument("--e2e-requests", type=int, default=200_000)
     parser.add_argument(
         "--only",
-        choices=["durability", "privacy", "integrity", "capacity"],
+        choices=list(PARTS),
         help="run only this part, keep the rest of latest.json",
     )
     parser.add_argument(
@@ -130,6 +134,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         e2e_requests=20_000 if quick else args.e2e_requests,
         replay_mib=args.replay_mib or (16 if quick else 1024),
         kinesalite_mib=args.replay_kinesalite_mib or (8 if quick else 1024),
+        # As in docs/benchmarks.md's table: about five minutes; quick, about one.
+        hostile=Timing(seconds=1, rounds=1) if quick else Timing(seconds=3, rounds=2),
     )
 
 
@@ -227,6 +233,13 @@ def _integrity_cases(
     return rows
 
 
+def _hostile(plan: Plan) -> dict[str, Any]:
+    """Each hostile request shape against a typical pixel (bench/hostile_cost.py): one tracker
+    with every check on, on a stack of its own, every run bounded by its seconds."""
+    hostile = run_hostile(int(plan.hostile.seconds), plan.hostile.rounds)
+    return {**_stamp(), **hostile.as_json()}
+
+
 def _capacity(plan: Plan) -> dict[str, Any]:
     """The figures of docs/capacity.md (bench/capacity.py), a few minutes."""
     return {**_stamp(), **measure_capacity(plan.quick)}
@@ -237,6 +250,7 @@ PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "durability": _durability,
     "privacy": _privacy,
     "integrity": _integrity,
+    "hostile": _hostile,
     "capacity": _capacity,
 }
 
