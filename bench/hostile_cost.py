@@ -1,7 +1,8 @@
 """What one hostile request costs the tracker, against a typical pixel: the CPU seconds a real
 `tracker serve` process spends per request for each shape of request a client can send to make
-it work hard (fresh maximal TC strings, 64 long query parameters, 8 KiB headers that are new
-every time, a signed click with many parameters and a bad signature, a fresh `uid`, ...).
+it work hard (fresh maximal TC strings, 64 long query parameters, 4 KiB headers that are new
+every time, as many of them as a head may carry, a signed click with many parameters and a bad
+signature, a fresh `uid`, ...).
 
     .venv/bin/python -m bench.hostile_cost [--seconds S] [--rounds N] [--only TEXT]...
         [--rev REV] [--out PATH]
@@ -14,8 +15,9 @@ the shape's template: wherever the template holds the placeholder FRESH, each re
 base64url characters of its own (the wrk thread's, then its own count), so that no memo of the
 tracker (TC strings, user agents, clients, uids) ever hits for a fresh shape; in a TC string
 they replace its Created field, which changes nothing else. The typical pixel (a browser's user
-agent and referer, the same every time: the memos hit, as for most traffic) runs at the start
-and at the end of each round; its median is what the shapes are compared with.
+agent and referer and the rest of the headers Chrome sends with an image, the same every time:
+the memos hit, as for most traffic) runs at the start and at the end of each round; its median
+is what the shapes are compared with.
 
 A shape's figure is the tracker process's CPU (user + system, /proc) over its run and the
 shipping that follows it (until the event buffer is empty), less what the idle process spends
@@ -23,12 +25,14 @@ in as long, divided by the requests wrk completed. Every shape's answers are che
 counts those that are not 2xx or 3xx, and the tracker's counters of consent decisions and
 invalid-traffic reasons are read around each run (in the JSON, "observed").
 
-The shapes: each input alone at its worst (a URL holds at most ~8,100 characters and a header
-line as many: aiohttp refuses longer lines), two that carry everything at once (the costliest
-URL of the pixel and of the click route, with a new 8 KiB user agent and referer), and for
-reference the same sizes repeated every request, so that every memo hits: what aiohttp and the
-event's size cost on their own. With --rev the tracker is `tracker/` of that git revision
-(`git archive`, as bench.versus runs one), to measure before and after a change.
+The shapes: each input alone at its worst (a URL holds at most ~8,100 characters, a header
+MAX_HEADER_FIELD_BYTES and a head MAX_HEADERS of them: the tracker's aiohttp refuses more),
+three that carry everything at once (the costliest URL of the pixel and of the click route,
+with a new 4 KiB user agent and referer, the last also with every other header a head may
+hold, at 4 KiB), and for reference the same sizes repeated every request, so that every memo
+hits: what aiohttp and the event's size cost on their own. With --rev the tracker is `tracker/`
+of that git revision (`git archive`, as bench.versus runs one), to measure before and after a
+change.
 
 Every process binds 127.0.0.1; every run is bounded by its seconds, every wait by a timeout.
 """
@@ -49,12 +53,13 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.browser import REFERER, USER_AGENT
+from bench.browser import REFERER, USER_AGENT, headers
 from bench.demo_programs import DEMO_PIXEL, DEMO_PROGRAM_ID
 from bench.hey import HEY_TIMEOUT_MARGIN
 from bench.metrics_probe import metric_value, scrape, wait_zero
 from bench.privacy_inputs import USER_ID_KEY_TEXT, VENDOR_ID
 from bench.procstat import cpu_seconds, idle_cpu_per_second
+from bench.raw_load import run_raw_load
 from bench.signed_links import SIGNING_KEY, SIGNING_KEYS_TEXT
 from bench.stack import BenchStack, canned_kinesis, demo_stack, pid_of
 from bench.versus import export_tracker
@@ -63,6 +68,7 @@ from tests.support.tcf_strings import tc_string
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
 from tracker.privacy.tcf import MAX_RANGE_ENTRIES
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.server import MAX_HEADER_FIELD_BYTES, MAX_HEADERS
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PIXEL = DEMO_PIXEL
@@ -72,6 +78,9 @@ FRESH = "ZZZZZZ"
 # aiohttp refuses a request line or a header line of more than 8,190 bytes: the longest value
 # a client can send in either, with room for the rest of the line.
 LINE_BUDGET = 8_100
+# The longest header value the tracker's aiohttp takes (MAX_HEADER_FIELD_BYTES holds the name
+# too, and aiohttp counts a few bytes more than the two).
+FIELD_BUDGET = MAX_HEADER_FIELD_BYTES - 64
 CONCURRENCY = 32
 WRK_TIMEOUT_SECONDS = 10  # an expensive request may wait long in the queue; wrk's default is 2
 DRAIN_TIMEOUT_SECONDS = 60
@@ -80,8 +89,8 @@ SEED = 5
 # ids, 17 bits each), and the widest bit field (MaxVendorId) that fits there.
 MAX_RANGE_ENTRIES_IN_A_URL = 2_800
 MAX_BIT_FIELD_IN_A_URL = 48_000
-TYPICAL = "typical pixel (browser user agent and referer, seen before)"
-REFERENCE = "reference: 8 KiB URL and two 8 KiB headers, the same every request"
+TYPICAL = "typical pixel (a browser's headers, seen before)"
+REFERENCE = "reference: 8 KiB URL and two 4 KiB headers, the same every request"
 UNSIGNED_REFERENCE = "reference: that click without exp, kid and sig, new each request"
 
 # For every request: the template (a path, then "Name: value" header lines) with FRESH replaced
@@ -137,6 +146,7 @@ class Shape:
     path: str
     headers: tuple[tuple[str, str], ...] = ()
     status: int = 200  # what the tracker answers (wrk counts 2xx and 3xx alike)
+    raw: bool = False  # a head too large for wrk: sent by bench.raw_load instead
 
     def template(self) -> str:
         lines = [self.path, *(f"{name}: {value}" for name, value in self.headers)]
@@ -232,7 +242,10 @@ def tc_shapes() -> list[Shape]:
 
 
 def browser(user_agent: str = USER_AGENT, referer: str = REFERER) -> tuple[tuple[str, str], ...]:
-    return (("User-Agent", user_agent), ("Referer", referer))
+    """The headers Chrome sends with an image of another site (wrk adds Host)."""
+    chrome = headers(user_agent, ("sec-ch-ua-mobile", "?0"), ("sec-ch-ua-platform", '"Windows"'))
+    sent = [(name, value) for name, value in chrome.items() if name not in ("Host", "Referer")]
+    return (*sent, ("Referer", referer))
 
 
 def filler_text(length: int, alphabet: str) -> str:
@@ -241,31 +254,37 @@ def filler_text(length: int, alphabet: str) -> str:
 
 
 def new_agent(alphabet: str) -> str:
-    """An 8 KiB user agent of `alphabet`, new every request (its first characters)."""
-    return f"{FRESH} {filler_text(LINE_BUDGET - len(FRESH) - 1, alphabet)}"
+    """A 4 KiB user agent of `alphabet`, new every request (its first characters)."""
+    return f"{FRESH} {filler_text(FIELD_BUDGET - len(FRESH) - 1, alphabet)}"
 
 
-NEW_REFERER = f"https://news.example.com/{FRESH}/{'a' * 8_000}"[:LINE_BUDGET]
+NEW_REFERER = f"https://news.example.com/{FRESH}/{'a' * FIELD_BUDGET}"[:FIELD_BUDGET]
 PRINTABLE = string.ascii_letters + string.digits + " /;:()._-+,"
 
 
 def header_shapes() -> list[Shape]:
     """Long and new user agents and referers, and long headers that the prefetch check reads."""
     long_headers = tuple(
-        (name, filler_text(LINE_BUDGET, string.ascii_lowercase + " ;="))
+        (name, filler_text(FIELD_BUDGET, string.ascii_lowercase + " ;="))
         for name in ("Sec-Purpose", "Purpose", "X-Moz", "Accept-Language")
     )
     chrome = USER_AGENT.replace("131.0.0.0", f"131.0.{FRESH}.0")
     return [
         Shape("User-Agent, a browser's, new version each request", PIXEL, browser(chrome)),
-        Shape("User-Agent 8 KiB of letters, new each request", PIXEL, browser(new_agent("a"))),
+        Shape("User-Agent 4 KiB of letters, new each request", PIXEL, browser(new_agent("a"))),
         Shape(
-            "User-Agent 8 KiB of printable text, new each request",
+            "User-Agent 4 KiB of printable text, new each request",
             PIXEL,
             browser(new_agent(PRINTABLE)),
         ),
-        Shape("Referer 8 KiB, new each request", PIXEL, browser(referer=NEW_REFERER)),
-        Shape("four 8 KiB headers read by the prefetch check", PIXEL, browser() + long_headers),
+        Shape("Referer 4 KiB, new each request", PIXEL, browser(referer=NEW_REFERER)),
+        Shape("four 4 KiB headers read by the prefetch check", PIXEL, browser() + long_headers),
+        Shape(
+            f"{MAX_HEADERS} headers (the most a head may carry), 4 KiB each",
+            PIXEL,
+            fullest_head(),
+            raw=True,
+        ),
     ]
 
 
@@ -288,26 +307,36 @@ def query_shapes() -> list[Shape]:
     return shapes
 
 
+def fullest_head(*first: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """`first`, then 4 KiB headers up to MAX_HEADERS in all (wrk's Host counted)."""
+    padding = filler_text(FIELD_BUDGET, string.ascii_lowercase)
+    return (*first, *((f"X-Pad-{n:02d}", padding) for n in range(MAX_HEADERS - 1 - len(first))))
+
+
 def combined_shapes() -> list[Shape]:
     """Everything one request can carry at once: the costliest URL of each route, with a new
-    8 KiB user agent and a new 8 KiB referer."""
-    both = browser(new_agent(PRINTABLE), NEW_REFERER)
+    4 KiB user agent and a new 4 KiB referer; and the pixel's also with every header a head may
+    hold."""
+    agent, referer = ("User-Agent", new_agent(PRINTABLE)), ("Referer", NEW_REFERER)
     pixel = next(shape for shape in tc_shapes() if "padded" in shape.name)
     click = next(shape for shape in query_shapes() if shape.status == 302)
     return [
-        Shape(f"{pixel.name}, with both 8 KiB headers", pixel.path, both),
-        Shape(f"{click.name}, with both 8 KiB headers", click.path, both, status=302),
+        Shape(f"{pixel.name}, with both 4 KiB headers", pixel.path, (agent, referer)),
+        Shape(f"{click.name}, with both 4 KiB headers", click.path, (agent, referer), status=302),
+        Shape(
+            f"{pixel.name}, with a full head", pixel.path, fullest_head(agent, referer), raw=True
+        ),
     ]
 
 
 def reference_shapes() -> list[Shape]:
     """What aiohttp itself costs for the longest URL and headers, all the same every request
     (so every memo of the tracker hits): an 8 KiB `gdpr_consent` without `gdpr` (never decoded,
-    never kept), an 8 KiB user agent and an 8 KiB referer. And the hostile click without its
+    never kept), a 4 KiB user agent and a 4 KiB referer. And the hostile click without its
     signature fields, refused at once: the rest of that click's cost (its query, its event)."""
     path = f"{PIXEL}&gdpr_consent={'A' * (LINE_BUDGET - len(PIXEL) - 14)}"
-    agent = "Mozilla/5.0 " + "a" * (LINE_BUDGET - 12)
-    referer = f"https://news.example.com/{'a' * (LINE_BUDGET - 25)}"
+    agent = "Mozilla/5.0 " + "a" * (FIELD_BUDGET - 12)
+    referer = f"https://news.example.com/{'a' * (FIELD_BUDGET - 25)}"
     click = next(shape for shape in query_shapes() if shape.status == 302)
     # No exp, kid or sig: refused at once, so what is left is the rest of a click's cost.
     unsigned = click.path.split("&exp=", 1)[0].replace("&a00=", f"&a00={FRESH}", 1)
@@ -351,26 +380,56 @@ class Run:
     observed: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the load generator saw of one run."""
+
+    requests: int
+    rps: float
+    bad_answers: int
+
+
 def run_shape(tracker: Tracker, shape: Shape, seconds: int) -> Run:
-    """One wrk run of `shape`, then the shipping of its events; the tracker's CPU over both."""
-    template = tracker.scripts / "template.txt"
-    template.write_text(shape.template())
+    """One run of `shape` (wrk, or bench.raw_load for a head too large for it), then the
+    shipping of its events; the tracker's CPU over both."""
     before_counts = observe(tracker.metrics)
     started, before = time.monotonic(), cpu_seconds(tracker.pid)
-    result = parse(_wrk(tracker, template, seconds), shape.status)
+    load = _raw(tracker, shape, seconds) if shape.raw else _wrk_load(tracker, shape, seconds)
     wait_zero(tracker.metrics, "tracker_ship_buffer_depth", DRAIN_TIMEOUT_SECONDS)
     time.sleep(0.3)  # the last batch's answer handled
     spent = cpu_seconds(tracker.pid) - before
     idle = tracker.idle_cpu_per_second * (time.monotonic() - started)
     after_counts = observe(tracker.metrics)
-    requests = sum(result.responses.values())
     return Run(
-        requests,
-        result.requests_per_second,
+        load.requests,
+        load.rps,
         max(0.0, spent - idle),
-        result.non_2xx(shape.status),
+        load.bad_answers,
         {name: after_counts[name] - before_counts[name] for name in after_counts},
     )
+
+
+def _wrk_load(tracker: Tracker, shape: Shape, seconds: int) -> Load:
+    template = tracker.scripts / "template.txt"
+    template.write_text(shape.template())
+    result = parse(_wrk(tracker, template, seconds), shape.status)
+    requests = sum(result.responses.values())
+    return Load(requests, result.requests_per_second, result.non_2xx(shape.status))
+
+
+def _raw(tracker: Tracker, shape: Shape, seconds: int) -> Load:
+    """The shape's requests built here, FRESH made new for each as the Lua script does."""
+    lines = [f"{name}: {value}" for name, value in (("Host", "127.0.0.1"), *shape.headers)]
+    head = f"GET {shape.path} HTTP/1.1\r\n" + "\r\n".join(lines) + "\r\n\r\n"
+
+    def request(number: int) -> bytes:
+        return head.replace(FRESH, f"{number:06d}"[-6:]).encode()
+
+    started = time.monotonic()
+    statuses = run_raw_load(tracker.port, request, seconds, CONCURRENCY)
+    requests = sum(statuses.values())
+    elapsed = time.monotonic() - started
+    return Load(requests, requests / elapsed, requests - statuses[shape.status])
 
 
 def _wrk(tracker: Tracker, template: Path, seconds: int) -> str:

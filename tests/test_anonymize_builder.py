@@ -17,6 +17,7 @@ from tracker.events.builder import (
     MAX_HEADER_TEXT,
     MAX_PARAM_VALUE,
     MAX_PARAMS,
+    MAX_PARAMS_TEXT,
     EventFactory,
     extra_params,
     new_message_id,
@@ -160,6 +161,16 @@ def test_extra_params_values_cut_to_256() -> None:
     assert MAX_PARAM_VALUE == 256
     assert kept["edge"] == "e" * 256
     assert kept["short"] == "s"
+
+
+def test_extra_params_values_total_at_most_1024_characters() -> None:
+    items = [(f"k{i}", str(i % 10) * 200) for i in range(16)]
+    kept = extra_params(items)
+    assert MAX_PARAMS_TEXT == 1024
+    assert sum(map(len, kept.values())) == MAX_PARAMS_TEXT
+    assert list(kept) == ["k0", "k1", "k2", "k3", "k4", "k5"]
+    assert kept["k5"] == "5" * 24  # the last one kept gets what is left
+    assert extra_params([("a", "x" * 1024), ("b", "y")]) == {"a": "x" * 256, "b": "y"}
 
 
 def test_extra_params_first_value_of_a_repeated_key_wins() -> None:

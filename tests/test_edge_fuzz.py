@@ -56,6 +56,7 @@ from tracker.handlers import PIXEL_GIF
 from tracker.integrity.signing import parse_signing_keys, sign_query
 from tracker.programs.model import PROGRAM_ID
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
+from tracker.server import MAX_HEADER_FIELD_BYTES, MAX_HEADERS
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 RAW_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "200"))
@@ -934,7 +935,7 @@ def _event_problems(data: bytes) -> list[str]:
 @pytest.mark.timeout(90)
 def test_every_shipped_event_is_bounded(edge: EdgeStack) -> None:
     for target in BIG_REQUESTS:
-        big = b"a" * 5000
+        big = b"a" * (MAX_HEADER_FIELD_BYTES - 64)  # as long as a header may be
         request = RawRequest(
             b"GET",
             target,
@@ -947,6 +948,41 @@ def test_every_shipped_event_is_bounded(edge: EdgeStack) -> None:
     assert len(records) >= len(BIG_REQUESTS)
     problems = [problem for data in records for problem in _event_problems(data)]
     assert problems == [], f"{len(problems)} of {len(records)} events:\n" + "\n".join(problems[:5])
+
+
+def _pixel_head(header_lines: list[bytes]) -> bytes:
+    lines = [b"Host: " + HOST, b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)", *header_lines]
+    return RawRequest(b"GET", b"/v1/pixel?program=demo-shoes", b"HTTP/1.1", tuple(lines)).render(0)
+
+
+def _statuses(edge: EdgeStack, payload: bytes) -> list[int]:
+    fixed = payload.replace(b"127.0.0.1:0", b"127.0.0.1:" + str(edge.port).encode())
+    return [response.status for response in exchange(edge.port, fixed, [False]).responses]
+
+
+def test_a_head_at_its_bounds_gets_its_pixel(edge: EdgeStack) -> None:
+    """MAX_HEADERS headers, Host included, one of them a browser's longest Referer (4 KiB)."""
+    referer = b"Referer: https://news.example/" + b"r" * (4096 - 23)
+    pads = [b"X-Pad-%d: v" % n for n in range(MAX_HEADERS - 3)]
+    assert _statuses(edge, _pixel_head([referer, *pads])) == [200]
+
+
+@pytest.mark.parametrize(
+    "header_lines",
+    [
+        [b"X-Pad-%d: v" % n for n in range(MAX_HEADERS - 1)],  # one header too many
+        [b"X-Pad: " + b"v" * (MAX_HEADER_FIELD_BYTES + 16)],  # longer than a header may be
+    ],
+    ids=["too many headers", "a header too long"],
+)
+def test_a_head_past_its_bounds_is_refused_before_the_tracker(
+    edge: EdgeStack, header_lines: list[bytes]
+) -> None:
+    """Parsing a head costs by its size (~1 us a KiB): past the bounds aiohttp answers 400
+    without calling the tracker, and the tracker serves on."""
+    assert _statuses(edge, _pixel_head(header_lines)) == [400]
+    assert edge.alive(), edge.output()
+    assert _statuses(edge, _pixel_head([])) == [200]
 
 
 TRACKED = re.compile(

@@ -34,6 +34,15 @@ from tracker.workermetrics.worker import SharedMetrics, WorkerSlot
 log = logging.getLogger(__name__)
 
 RESTART_DELAY = 1.0
+# What aiohttp parses of a request's head is bounded by its header count times the longest
+# header, and reading and parsing a head costs ~1 us a KiB here: at aiohttp's defaults (128
+# headers of 8,190 bytes) one request of a MiB cost ~860 us, twenty pixels' worth
+# (docs/benchmarks.md, "Hostile requests"). A browser sends 10 to 20 headers with an image, a
+# load balancer or CDN adds a few; the longest is the Referer, which browsers cut at 4 KiB (and
+# cross-site, by default, to the origin). Past either bound aiohttp answers 400 without calling
+# the tracker. The request line keeps aiohttp's 8,190 bytes: a TC string travels there.
+MAX_HEADERS = 32
+MAX_HEADER_FIELD_BYTES = 4096 + 128  # name and value
 
 
 def serve(settings: TrackerSettings) -> None:
@@ -78,6 +87,8 @@ def run_worker(
         loop=uvloop.new_event_loop(),
         shutdown_timeout=5.0,
         handle_signals=True,
+        max_headers=MAX_HEADERS,  # passed on to every RequestHandler
+        max_field_size=MAX_HEADER_FIELD_BYTES,
     )
     for metrics in shared:
         metrics.save_final()  # after the drain, whose counts it holds

@@ -20,6 +20,10 @@ MAX_HEADER_TEXT = 512
 MAX_PARAMS = 16
 MAX_PARAM_KEY = 32
 MAX_PARAM_VALUE = 256
+# All kept values together: a campaign's parameters (utm_*, sub ids) take a few hundred
+# characters; sixteen values of 256 would make every such event four times as large, and what
+# an event weighs it costs again in shipping (docs/benchmarks.md, "Hostile requests").
+MAX_PARAMS_TEXT = 1024
 # Read by the tracker itself (the privacy ones, consent string and advertiser's user id, must never
 # reach `params` in clear; the signature ones are link mechanics, not campaign data).
 RESERVED_PARAMS = frozenset(
@@ -71,13 +75,16 @@ def is_billable(validation: int, ivt: int) -> bool:
 
 
 def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The query parameters worth keeping: well-formed keys, bounded count and lengths."""
+    """The query parameters worth keeping: well-formed keys, bounded count and lengths, and
+    values of MAX_PARAMS_TEXT characters in all (the last one kept is cut to what is left)."""
     kept: dict[str, str] = {}
+    left = MAX_PARAMS_TEXT
     for key, value in items:
         if key in RESERVED_PARAMS or key in kept or not PARAM_KEY.fullmatch(key):
             continue
-        kept[key] = value[:MAX_PARAM_VALUE]
-        if len(kept) == MAX_PARAMS:
+        kept[key] = value = value[: min(MAX_PARAM_VALUE, left)]
+        left -= len(value)
+        if len(kept) == MAX_PARAMS or not left:
             break
     return kept
 
