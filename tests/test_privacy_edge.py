@@ -146,3 +146,19 @@ async def test_no_secret_at_hand_means_no_visitor_id_never_a_wait(
     registry = client.app[CORE].metrics.registry
     assert registry.get_sample_value("tracker_visitor_id_unavailable_total") == 1
     await with_visitor_secret(client)  # fetched in the background, for the next request
+
+
+async def test_a_forwarded_address_longer_than_any_address_is_none(
+    start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
+) -> None:
+    """Behind a load balancer the last X-Forwarded-For entry is the address; one longer than any
+    textual address (a forged header without a balancer in front) is no address: no field, no
+    pseudonym, and nothing of it hashed."""
+    await write_programs(redis_url, PROGRAMS)
+    client = await with_visitor_secret(await start_tracker(**PRIVACY_ENV))
+    await pixel(client, "shoes", query={"n": "long"}, headers={"X-Forwarded-For": "1" * 65})
+    await pixel(client, "shoes", query={"n": "plain"})
+    events = {e.params["n"]: e for e in await wait_for_events(kinesalite_url, event_stream, 2)}
+    assert (events["long"].client_ip_anonymized, events["long"].visitor_id) == ("", "")
+    assert events["plain"].client_ip_anonymized == "203.0.113.0"
+    assert len(events["plain"].visitor_id) == 32

@@ -19,7 +19,7 @@ from tracker.headertext import valid_text
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.integrity.prefetch import is_prefetch
 from tracker.memo import BoundedMemo
-from tracker.privacy.client_fields import MAX_USER_AGENT
+from tracker.privacy.client_fields import MAX_ADDRESS, MAX_USER_AGENT
 from tracker.privacy.daily_secret import DAY_SECONDS
 from tracker.programs.model import Program, is_program_id
 from tracker.request_facts import RequestFacts
@@ -216,9 +216,10 @@ class TrackingHandlers:
             forwarded = headers.get("X-Forwarded-For")
             if forwarded:
                 # The load balancer appends the address it saw; earlier entries are the client's
-                # own claims and can be forged. An address is ASCII: anything else is not one.
+                # own claims and can be forged. An address is ASCII and short: anything else is
+                # not one (and would be hashed whole by the duplicate-click check).
                 address = forwarded.rsplit(",", 1)[-1].strip()
-                return address if address.isascii() else None
+                return address if address.isascii() and len(address) <= MAX_ADDRESS else None
         return request.remote
 
 

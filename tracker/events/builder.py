@@ -82,8 +82,8 @@ def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     for key, value in items:
         if key in RESERVED_PARAMS or key in kept or not PARAM_KEY.fullmatch(key):
             continue
-        kept[key] = value = value[: min(MAX_PARAM_VALUE, left)]
-        left -= len(value)
+        kept[key] = cut = value[: min(MAX_PARAM_VALUE, left)]
+        left -= len(cut)
         if len(kept) == MAX_PARAMS or not left:
             break
     return kept
