@@ -4,9 +4,10 @@ the referer's minimisation. Pure logic: the day's secrets come from a stand-in d
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.support.facts import program_of, request_facts
@@ -21,7 +22,7 @@ from tracker.privacy.client_fields import (
 )
 from tracker.privacy.consent import ConsentDecider
 from tracker.privacy.keys import user_key
-from tracker.privacy.referer import MAX_AUTHORITY, MAX_REFERER, minimised_referer
+from tracker.privacy.referer import MAX_AUTHORITY, MAX_PARSED, MAX_REFERER, minimised_referer
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -246,6 +247,27 @@ def test_referer_keeps_scheme_host_and_path_only(
     assert minimised_referer(referer) == kept
     if origin is not None:
         assert minimised_referer(referer, origin_only=True) == origin
+
+
+@example(host="h" * (MAX_AUTHORITY - 5) + ":8080", path="p" * 3000)  # reaches past the cut
+@given(
+    host=st.sampled_from(["news.example", "h" * (MAX_AUTHORITY - 5) + ":8080", "[2001:db8::1]"]),
+    path=st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=3000),
+)
+def test_only_the_first_max_parsed_characters_are_parsed_and_they_hold_what_is_kept(
+    host: str, path: str
+) -> None:
+    """What is kept (scheme, an authority of at most MAX_AUTHORITY, the path, cut to
+    MAX_REFERER) lies within the first MAX_PARSED characters: parsing no more changes nothing."""
+    referer = f"https://{host}/{path}"
+    whole = urlsplit(referer)
+    if whole.hostname is None:
+        return
+    expected = f"https://{whole.netloc}{whole.path}"[:MAX_REFERER].replace(
+        whole.netloc, whole.netloc.lower(), 1
+    )
+    assert len(referer) > MAX_PARSED or len(referer) <= MAX_PARSED
+    assert minimised_referer(referer) == expected
 
 
 @given(st.text(max_size=3000))
