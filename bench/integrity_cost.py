@@ -25,13 +25,21 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
-from bench import micro, signed_links
+from bench import micro
 from bench.browser import USER_AGENT, Headers, headers
 from bench.demo_programs import DEMO_PIXEL, DEMO_PROGRAM_ID
 from bench.duplicate_cost import IN_FLIGHT, duplicate_check_redis
 from bench.micro import Path, loop_seconds, per_call, scaled
 from bench.request_query import Query, query_parse, request_query
-from bench.signed_links import LINK_DAYS, LINK_PARAMS, distinct_links, link, tampered, unsigned_link
+from bench.signed_links import (
+    LINK_DAYS,
+    LINK_PARAMS,
+    SIGNING_KEYS_TEXT,
+    distinct_links,
+    link,
+    tampered,
+    unsigned_link,
+)
 from bench.user_agents import GOOGLEBOT, browser_agents, crawler_agents, fresh, fresh_each
 from tracker.handlers import TrackingHandlers
 from tracker.integrity.crawlers import CrawlerDetector
@@ -39,10 +47,6 @@ from tracker.integrity.prefetch import is_prefetch
 from tracker.integrity.signing import LinkVerifier, parse_signing_keys
 from tracker.request_facts import RequestFacts
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
-
-# Defined in bench/signed_links.py; named here too, where they were defined before, as
-# bench/hostile_cost.py imports them from here.
-SIGNING_KEY, SIGNING_KEYS_TEXT = signed_links.SIGNING_KEY, signed_links.SIGNING_KEYS_TEXT
 
 # Calls per repetition (a quarter with --quick). A crawler memo miss costs ~200 us, so its
 # loops are short; they stay under crawlerdetect's own 1,024-entry cache and our 8,192.

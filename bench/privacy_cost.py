@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bench import browser, micro, privacy_inputs
+from bench import micro
 from bench.before_privacy import BeforePrivacy
-from bench.browser import ADDRESS, Headers, headers
+from bench.browser import ADDRESS, USER_AGENT, Headers, headers
 from bench.consent_strings import (
     MOST_ENTRIES,
     SEED,
@@ -38,7 +38,14 @@ from bench.consent_strings import (
 )
 from bench.demo_programs import DEMO_PIXEL, DEMO_PROGRAM_ID, demo_program
 from bench.micro import Path, loop_seconds, per_call, scaled
-from bench.privacy_inputs import DAY, STAMP_MS, USER_ID, fixed_secrets
+from bench.privacy_inputs import (
+    DAY,
+    STAMP_MS,
+    USER_ID,
+    USER_ID_KEY_TEXT,
+    VENDOR_ID,
+    fixed_secrets,
+)
 from bench.request_query import query_parse
 from tests.support.facts import request_facts
 from tracker.events.builder import EventFactory
@@ -46,11 +53,6 @@ from tracker.privacy.client_fields import ClientFields
 from tracker.privacy.consent import GRANTED, MEASURE_AD_PERFORMANCE, ConsentDecider
 from tracker.request_facts import RequestFacts
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
-
-# Defined in bench/browser.py and bench/privacy_inputs.py; named here too, where they were defined
-# before, as bench/hostile_cost.py imports them from here.
-REFERER, USER_AGENT = browser.REFERER, browser.USER_AGENT
-USER_ID_KEY_TEXT, VENDOR_ID = privacy_inputs.USER_ID_KEY_TEXT, privacy_inputs.VENDOR_ID
 
 # Calls per repetition (a quarter with --quick). Decode misses stay under the consent memo's
 # 1,024 entries, so that no repetition clears it half way.

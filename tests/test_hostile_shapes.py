@@ -10,8 +10,8 @@ import pytest
 from yarl import URL
 
 from bench.hostile_cost import FRESH, Shape, query_shapes, shapes, tc_shapes
-from bench.integrity_cost import SIGNING_KEY
-from bench.privacy_cost import VENDOR_ID
+from bench.privacy_inputs import VENDOR_ID
+from bench.signed_links import SIGNING_KEY
 from tracker.integrity.signing import LinkVerifier
 from tracker.privacy.tcf import MAX_RANGE_ENTRIES, Answer, Reading, read_consent
 from tracker.schema.tracking.v1 import tracking_pb2 as pb

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
 
 from tracker.memo import BoundedMemo
 from tracker.programs.model import Program
@@ -30,8 +29,6 @@ RESERVED_PARAMS = frozenset(
     {"program", "customer", "gdpr", "gdpr_consent", "uid", "exp", "kid", "sig"}
 )
 PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
-
-NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 TrackingEvent = pb.TrackingEvent
 MAX_PREFIXES = 100_000
