@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,24 +49,19 @@ def function_lines(function: Function) -> int:
     return (function.end_lineno or function.lineno) - first + 1
 
 
+def _over(package: str, measure: Callable[[Function], int], limit: int) -> list[str]:
+    """Every function of `package` whose `measure` passes `limit`, with where and how much."""
+    return [f"{where}: {measure(f)}" for where, f in _functions(package) if measure(f) > limit]
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_function_takes_more_than_six_parameters(package: str) -> None:
-    too_many = [
-        f"{where} takes {parameter_count(f)}"
-        for where, f in _functions(package)
-        if parameter_count(f) > MAX_PARAMETERS
-    ]
-    assert too_many == []
+    assert _over(package, parameter_count, MAX_PARAMETERS) == []
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_function_fits_on_a_screen(package: str) -> None:
-    too_long = [
-        f"{where} has {function_lines(f)} lines"
-        for where, f in _functions(package)
-        if function_lines(f) > MAX_FUNCTION_LINES
-    ]
-    assert too_long == []
+    assert _over(package, function_lines, MAX_FUNCTION_LINES) == []
 
 
 def _module_name(path: Path) -> str:

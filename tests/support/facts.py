@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
+from tests.support.programs import program
 from tracker.privacy.client_fields import MAX_USER_AGENT
-from tracker.programs.model import Program
+from tracker.privacy.daily_secret import DAY_SECONDS
+from tracker.programs.model import Program, parse_program
 from tracker.request_facts import RequestFacts
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -41,13 +43,13 @@ def request_facts(
     facts.customer = customer
     facts.user_agent = facts.headers.get("User-Agent", "")[:MAX_USER_AGENT]
     facts.address = address
-    facts.day = timestamp_ms // 86_400_000 if day is None else day
+    facts.day = timestamp_ms // (1000 * DAY_SECONDS) if day is None else day
     facts.client = client
     return facts
 
 
 def program_of(customer_id: int, program_id: str = "p1") -> Program | None:
-    """A valid program of that customer; None (an unknown program) for customer 0."""
+    """The fixtures' valid program, of that customer; None (an unknown program) for customer 0."""
     if not customer_id:
         return None
-    return Program(program_id, "Program", customer_id, "Customer", "sum", True, 1)
+    return parse_program(program(program_id, customer_id=customer_id))
