@@ -34,7 +34,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import NamedTuple
 from urllib.parse import quote, quote_from_bytes, urlsplit
@@ -157,8 +157,16 @@ def canonical_message(
     percent-encoding (before encoding them)."""
     signed = [(key, value) for key, value in pairs if key not in UNSIGNED_PARAMS]
     # Most links need no encoding at all: one regex match over all of their text says so.
+    encode: Callable[[str], str] | None = None
     if not _UNRESERVED.fullmatch("".join(chain.from_iterable(signed))):
         encode = _encode if max_quoted is None else _QuotedEncoder(max_quoted)
+    return _joined(path, signed, encode)
+
+
+def _joined(path: str, signed: list[tuple[str, str]], encode: Callable[[str], str] | None) -> str:
+    """The canonical message of the signed pairs, each key and value through `encode` (None:
+    none needs encoding)."""
+    if encode is not None:
         signed = [(encode(key), encode(value)) for key, value in signed]
     signed.sort()
     if not _PLAIN_PATH.fullmatch(path):
@@ -290,8 +298,10 @@ def _bounded_message(path: str, query: MultiMapping[str]) -> bytes | None:
     at_least = len(path) + 1 + len(text) + 2 * escaped + 2 * len(signed)
     if escaped > MAX_QUOTED_BYTES or at_least > MAX_MESSAGE_BYTES + 1:
         return None
+    # No escaped byte is canonical_message's "nothing to encode", told from the count in hand.
+    encode = _QuotedEncoder(MAX_QUOTED_BYTES) if escaped else None
     try:
-        message = canonical_message(path, signed, max_quoted=MAX_QUOTED_BYTES)
+        message = _joined(path, signed, encode)
     except ValueError:  # too much to percent-encode, after all
         return None
     if len(message) > MAX_MESSAGE_BYTES:
