@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from consumers.dynamodb_batch import BatchWriteItem, Endpoint
+from consumers.dynamodb_batch import BatchGetItem, BatchWriteItem, Endpoint
 from consumers.settings import ConsumerSettings
 
 if TYPE_CHECKING:
@@ -52,8 +52,15 @@ async def open_dynamodb(settings: ConsumerSettings, stack: AsyncExitStack) -> Dy
     )
 
 
-async def open_batch_write(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> BatchWriteItem:
-    """The lean BatchWriteItem beside a botocore client: the client's endpoint and region, and
+class LeanCalls(NamedTuple):
+    """The per-event DynamoDB calls, sent without botocore's per-item work."""
+
+    write: BatchWriteItem
+    get: BatchGetItem
+
+
+async def open_lean_calls(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> LeanCalls:
+    """The lean calls beside a botocore client: the client's endpoint and region, and
     credentials found as the client finds them (environment, profile, task role), refreshed."""
     credentials = await get_session().get_credentials()
     if credentials is None:
@@ -63,7 +70,13 @@ async def open_batch_write(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> B
     # auto_decompress off: the x-amz-crc32 check needs the bytes as sent (we ask for identity).
     http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     await stack.enter_async_context(http)
-    return BatchWriteItem(http, endpoint, credentials)
+    return LeanCalls(
+        BatchWriteItem(http, endpoint, credentials), BatchGetItem(http, endpoint, credentials)
+    )
+
+
+async def open_batch_write(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> BatchWriteItem:
+    return (await open_lean_calls(dynamodb, stack)).write
 
 
 async def open_sqs(settings: ConsumerSettings, stack: AsyncExitStack) -> SQSClient:

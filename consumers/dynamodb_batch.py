@@ -23,7 +23,7 @@ from binascii import crc32
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiobotocore.credentials import AioCredentials
@@ -53,7 +53,7 @@ class UnreadableAnswerError(BotoCoreError):
     """An answer that is not DynamoDB's (oversized, not JSON, the wrong shape): transient, as a
     broken connection is, since a proxy or a cut connection can cause it."""
 
-    fmt = "BatchWriteItem answer unreadable: {reason}"
+    fmt = "{operation} answer unreadable: {reason}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +70,11 @@ class Answer:
     body: bytes
 
 
-class BatchWriteItem:
-    """One BatchWriteItem call for one table: `await call(table, requests)` returns the
-    requests DynamoDB left unprocessed."""
+class SignedCall:
+    """One DynamoDB JSON operation, signed with SigV4 and posted on a plain aiohttp session;
+    the lean calls below are these."""
+
+    operation = BATCH_WRITE_ITEM
 
     def __init__(
         self,
@@ -83,16 +85,20 @@ class BatchWriteItem:
     ) -> None:
         self._http = http
         self._endpoint = endpoint
-        self._signer = JsonSigner(BATCH_WRITE_ITEM, endpoint.url, endpoint.region, credentials)
+        self._signer = JsonSigner(self.operation, endpoint.url, endpoint.region, credentials)
         self._timeout = timeout
 
-    async def __call__(self, table: str, requests: Sequence[WriteRequest]) -> list[WriteRequest]:
-        body = request_body(table, requests)
-        answer = await self._post(body, limit=ANSWER_GROWTH * len(body) + ANSWER_SLACK)
+    @property
+    def name(self) -> str:
+        return self.operation.target.rsplit(".", 1)[-1]
+
+    async def _call(self, body: bytes, limit: int) -> bytes:
+        """The body of a 200 answer; any other answer raised as botocore would."""
+        answer = await self._post(body, limit)
         check_crc32(answer)
         if answer.status != HTTPStatus.OK:
-            raise client_error(answer)
-        return unprocessed(answer.body, table)
+            raise client_error(answer, self.name)
+        return answer.body
 
     async def _post(self, body: bytes, limit: int) -> Answer:
         headers = await self._signer.headers(body)
@@ -100,10 +106,20 @@ class BatchWriteItem:
             async with self._http.post(
                 self._endpoint.url, data=body, headers=headers, timeout=self._timeout
             ) as response:
-                answer = await _read_bounded(response, limit)
+                answer = await _read_bounded(response, limit, self.name)
                 return Answer(response.status, response.reason or "", response.headers, answer)
         except aiohttp.ClientError as exc:
             raise HTTPClientError(error=exc) from exc
+
+
+class BatchWriteItem(SignedCall):
+    """One BatchWriteItem call for one table: `await call(table, requests)` returns the
+    requests DynamoDB left unprocessed."""
+
+    async def __call__(self, table: str, requests: Sequence[WriteRequest]) -> list[WriteRequest]:
+        body = request_body(table, requests)
+        answer = await self._call(body, limit=ANSWER_GROWTH * len(body) + ANSWER_SLACK)
+        return unprocessed(answer, table)
 
 
 def request_body(table: str, requests: Sequence[WriteRequest]) -> bytes:
@@ -119,16 +135,18 @@ def _blob(value: object) -> str:
     raise TypeError(f"not a DynamoDB JSON value: {type(value).__name__}")
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int, operation: str) -> bytes:
     length = response.content_length
     if length is not None and length > limit:
-        raise UnreadableAnswerError(reason=f"{length} bytes announced, more than {limit}")
+        raise UnreadableAnswerError(
+            operation=operation, reason=f"{length} bytes announced, more than {limit}"
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > limit:
-            raise UnreadableAnswerError(reason=f"more than {limit} bytes")
+            raise UnreadableAnswerError(operation=operation, reason=f"more than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -146,7 +164,7 @@ def check_crc32(answer: Answer) -> None:
         )
 
 
-def client_error(answer: Answer) -> ClientError:
+def client_error(answer: Answer, operation: str = OPERATION) -> ClientError:
     """The ClientError botocore's JSON parser makes of an error answer: the code is `__type`
     after its last '#' (else the HTTP status), the message `message` or `Message`."""
     fields = _error_fields(answer)
@@ -164,7 +182,7 @@ def client_error(answer: Answer) -> ClientError:
                 "RetryAttempts": 0,
             },
         },
-        OPERATION,
+        operation,
     )
 
 
@@ -187,13 +205,15 @@ def unprocessed(body: bytes, table: str) -> list[WriteRequest]:
     try:
         parsed = json.loads(body)
     except ValueError as exc:
-        raise UnreadableAnswerError(reason="not JSON") from exc
+        raise UnreadableAnswerError(operation=OPERATION, reason="not JSON") from exc
     if not isinstance(parsed, dict):
-        raise UnreadableAnswerError(reason="not a JSON object")
+        raise UnreadableAnswerError(operation=OPERATION, reason="not a JSON object")
     tables = parsed.get("UnprocessedItems") or {}
     left = tables.get(table, []) if isinstance(tables, dict) else None
     if not isinstance(left, list) or not all(_is_write_request(r) for r in left):
-        raise UnreadableAnswerError(reason="UnprocessedItems is not a list of write requests")
+        raise UnreadableAnswerError(
+            operation=OPERATION, reason="UnprocessedItems is not a list of write requests"
+        )
     return left
 
 
@@ -203,3 +223,80 @@ def _is_write_request(request: object) -> bool:
     kind, body = next(iter(request.items()))
     field = {"PutRequest": "Item", "DeleteRequest": "Key"}.get(kind)
     return field is not None and isinstance(body, dict) and isinstance(body.get(field), dict)
+
+
+BATCH_GET_ITEM = JsonOperation(
+    "dynamodb",
+    "DynamoDB_20120810.BatchGetItem",
+    "application/x-amz-json-1.0",
+    extra_headers=(("Accept-Encoding", "identity"),),
+)
+BATCH_GET_LIMIT = 100  # keys per BatchGetItem
+# A found item comes back with only the projected attributes: small, bounded per key.
+GET_ANSWER_PER_KEY = 4 * 1024
+
+
+class GetRequest(NamedTuple):
+    """What one BatchGetItem asks of one table: keys, and the attributes wanted of each."""
+
+    keys: list[dict[str, Any]]
+    attributes: tuple[str, ...]  # the attributes wanted of each item found
+    consistent: bool = True
+
+
+class GetAnswer(NamedTuple):
+    items: list[dict[str, Any]]
+    unprocessed: list[dict[str, Any]]  # keys DynamoDB did not read this time: ask again
+
+
+class BatchGetItem(SignedCall):
+    """One BatchGetItem for one table: `await call(table, request)` -> the items found (with
+    the projected attributes) and the keys left unprocessed."""
+
+    operation = BATCH_GET_ITEM
+
+    async def __call__(self, table: str, request: GetRequest) -> GetAnswer:
+        # Names through placeholders: any attribute name may be a reserved word.
+        names = {f"#a{n}": name for n, name in enumerate(request.attributes)}
+        wanted: dict[str, Any] = {
+            "Keys": request.keys,
+            "ProjectionExpression": ",".join(names),
+            "ExpressionAttributeNames": names,
+            "ConsistentRead": request.consistent,
+        }
+        body = json.dumps({"RequestItems": {table: wanted}}, separators=(",", ":")).encode()
+        limit = GET_ANSWER_PER_KEY * len(request.keys) + ANSWER_SLACK
+        return found_items(await self._call(body, limit), table)
+
+
+def found_items(body: bytes, table: str) -> GetAnswer:
+    """The table's items and unprocessed keys in a 200 BatchGetItem answer, shapes checked."""
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise UnreadableAnswerError(operation="BatchGetItem", reason="not JSON") from exc
+    if not isinstance(parsed, dict):
+        raise UnreadableAnswerError(operation="BatchGetItem", reason="not a JSON object")
+    items = _member(_member(parsed, "Responses"), table, [])
+    left = _member(_member(_member(parsed, "UnprocessedKeys"), table), "Keys", [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UnreadableAnswerError(
+            operation="BatchGetItem", reason="Responses is not a list of items"
+        )
+    if not isinstance(left, list) or not all(isinstance(k, dict) for k in left):
+        raise UnreadableAnswerError(
+            operation="BatchGetItem", reason="UnprocessedKeys is not a list of keys"
+        )
+    return GetAnswer(items, left)
+
+
+def _member(parsed: object, name: str, absent: object = None) -> Any:
+    """parsed[name] of a JSON object, `absent` (or an empty object) when it is not there."""
+    if not isinstance(parsed, dict):
+        raise UnreadableAnswerError(
+            operation="BatchGetItem", reason=f"not a JSON object where {name} was expected"
+        )
+    value = parsed.get(name)
+    if value is None:
+        return {} if absent is None else absent
+    return value

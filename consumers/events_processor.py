@@ -27,11 +27,14 @@ from consumers.event_items import (
     event_item,
     item_user_key,
 )
-from consumers.events_writer import BatchWrite, EventsWriter, Rejected, item_key
+from consumers.events_writer import EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
 from consumers.personal_data import redacted, scrubbed
 from consumers.records import StreamRecord
+from consumers.rollups.tally import fold
+from consumers.rollups.writer import RollupWriter
 from consumers.settings import ConsumerSettings
+from consumers.stored_copies import ORIGIN, StoredCopies, botocore_batch_get, origin
 from consumers.suppression import SuppressionList, Verdict
 from consumers.user_items import UserItems, primary_key
 from tracker.events.kpl import AggregationError, deaggregate
@@ -39,6 +42,8 @@ from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+    from consumers.aws import LeanCalls
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +70,23 @@ class _Batch:
         return letter._replace(raw=scrubbed(event), error=reason, scrubbed=True)
 
 
+class Rollups(NamedTuple):
+    """What keeps the reporting rollups: the check that drops copies of stored events, and the
+    writer of the counters (consumers/stored_copies.py, consumers/rollups/)."""
+
+    copies: StoredCopies
+    writer: RollupWriter
+
+
 class EventStores(NamedTuple):
-    """Where the processor puts what it reads: the events, the records it cannot decode, and
-    the suppression list that keeps a suppressed user's events out (None: not checked)."""
+    """Where the processor puts what it reads: the events, the records it cannot decode, the
+    suppression list that keeps a suppressed user's events out (None: not checked), and the
+    rollups (None: none kept)."""
 
     events: EventsWriter
     dead_letters: DeadLetterTable
     suppression: Suppression | None = None
+    rollups: Rollups | None = None
 
 
 class EventsProcessor:
@@ -84,6 +99,7 @@ class EventsProcessor:
         self._metrics = metrics
         self._rules = rules
         self._suppression = stores.suppression
+        self._rollups = stores.rollups
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
         started = time.perf_counter()
@@ -91,11 +107,14 @@ class EventsProcessor:
         for record in records:
             self._decode(shard_id, record, batch)
         verdict = await self._admit(batch)
+        if self._rollups is not None:
+            batch.items = await self._rollups.copies.firsts(batch.items)
         rejected, *_ = await asyncio.gather(
             self._writer.write(batch.items),
             *(self._dead_letters.put(letter) for letter in batch.letters),
         )
         await asyncio.gather(*(self._dead_letters.put(batch.refused(r)) for r in rejected))
+        await self._count(shard_id, batch, rejected)
         await self._confirm(verdict, batch.items)
         self._metrics.records.inc(len(records))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -108,6 +127,16 @@ class EventsProcessor:
                 "dead_letters": len(batch.letters) + len(rejected),
             },
         )
+
+    async def _count(self, shard_id: str, batch: _Batch, rejected: list[Rejected]) -> None:
+        """Add the stored events to the rollups (after the write: a record whose item is not
+        stored yet must not be counted, or a kill between the two would count it twice)."""
+        if self._rollups is None:
+            return
+        refused = {item_key(r.item) for r in rejected}
+        stored = [batch.origins[k] for i in batch.items if (k := item_key(i)) not in refused]
+        groups = fold((event, letter.sequence_number) for letter, event in stored)
+        await self._rollups.writer.apply(shard_id, groups)
 
     async def _admit(self, batch: _Batch) -> Verdict | None:
         """Drop the events of suppressed users from the batch; None when nothing was asked."""
@@ -149,6 +178,7 @@ class EventsProcessor:
                 )
                 continue
             item = event_item(event, self._rules)
+            item[ORIGIN] = {"S": origin(shard_id, record.sequence_number, sub_index)}
             batch.items.append(item)
             letter = self._letter(shard_id, record, b"", "", sub_index)
             batch.origins[item_key(item)] = (letter, event)
@@ -188,15 +218,21 @@ def build_events_processor(
     dead_letters: DeadLetterTable,
     metrics: ConsumerMetrics,
     max_attempts: int | None = None,
-    batch_write: BatchWrite | None = None,
+    lean: LeanCalls | None = None,
 ) -> EventsProcessor:
-    """The processor as the worker and the Lambda handler run it, suppression included;
-    `batch_write` is the lean BatchWriteItem (consumers/aws.py: open_batch_write)."""
+    """The processor as the worker and the Lambda handler run it, suppression and rollups
+    included; `lean` are the lean BatchWriteItem and BatchGetItem (consumers/aws.py)."""
     users = SuppressionList(dynamodb, settings.privacy, metrics, max_attempts)
+    events = settings.events_table
+    batch_get = botocore_batch_get(dynamodb) if lean is None else lean.get
     stores = EventStores(
-        EventsWriter(dynamodb, settings.events_table, metrics, max_attempts, batch_write),
+        EventsWriter(dynamodb, events, metrics, max_attempts, lean and lean.write),
         dead_letters,
-        Suppression(users, UserItems(dynamodb, settings.events_table, max_attempts)),
+        Suppression(users, UserItems(dynamodb, events, max_attempts)),
+        Rollups(
+            StoredCopies(batch_get, events, metrics, max_attempts),
+            RollupWriter(dynamodb, settings.rollup_table, metrics, max_attempts),
+        ),
     )
     rules = ItemRules(settings.events_ttl_days, settings.events_table_buckets)
     return EventsProcessor(settings.event_stream, stores, metrics, rules)

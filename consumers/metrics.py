@@ -48,6 +48,7 @@ class ConsumerMetrics:
         self.write_errors = Counter(
             "consumer_write_errors", "Failed DynamoDB or Redis calls (retried)", registry=r
         )
+        self._define_rollup_metrics(r)
         self.batch_seconds = Histogram(
             "consumer_batch_seconds",
             "Time to persist one GetRecords batch",
@@ -64,5 +65,27 @@ class ConsumerMetrics:
             "consumer_iterator_age_milliseconds",
             "MillisBehindLatest per shard",
             ["shard"],
+            registry=r,
+        )
+
+    def _define_rollup_metrics(self, r: CollectorRegistry) -> None:
+        self.rollup_writes = Counter(
+            "consumer_rollup_writes",
+            "Rollup items written (one per program and bucket)",
+            registry=r,
+        )
+        self.rollup_conflicts = Counter(
+            "consumer_rollup_conflicts",
+            "Rollup writes that lost to another writer and were read again",
+            registry=r,
+        )
+        self.rollup_events_seen = Counter(
+            "consumer_rollup_events_seen",
+            "Events a rollup item had counted already (a record delivered again)",
+            registry=r,
+        )
+        self.duplicate_events = Counter(
+            "consumer_duplicate_events",
+            "Events whose message id was stored before from another record (not counted again)",
             registry=r,
         )

@@ -1,7 +1,7 @@
 """The record processors outside the worker (Lambda handlers, redrive), opened once and kept.
 
 Both kinds share one DynamoDB client and dead-letter table (the events writer also the lean
-BatchWriteItem's HTTP session, consumers/dynamodb_batch.py); the programs processor opens its Redis
+calls' HTTP session, consumers/dynamodb_batch.py); the programs processor opens its Redis
 client only when it is first asked for. Everything opened is closed with `close()`.
 """
 
@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Literal
 
 import redis.asyncio as redis
 
-from consumers.aws import open_batch_write, open_dynamodb
+from consumers.aws import LeanCalls, open_dynamodb, open_lean_calls
 from consumers.dead_letters import DeadLetterTable
-from consumers.dynamodb_batch import BatchWriteItem
 from consumers.events_processor import build_events_processor
 from consumers.metrics import ConsumerMetrics
 from consumers.programs_processor import ProgramsProcessor
@@ -38,12 +37,12 @@ class OpenedProcessors:
         stack: AsyncExitStack,
         dynamodb: DynamoDBClient,
         max_attempts: int,
-        batch_write: BatchWriteItem | None = None,
+        lean: LeanCalls | None = None,
     ) -> None:
         self.settings = settings
         self._stack = stack
         self._dynamodb = dynamodb
-        self._batch_write = batch_write
+        self._lean = lean
         self._max_attempts = max_attempts
         self._metrics = ConsumerMetrics()
         self._dead_letters = DeadLetterTable(
@@ -60,11 +59,11 @@ class OpenedProcessors:
         stack = AsyncExitStack()
         try:
             dynamodb = await open_dynamodb(settings, stack)
-            batch_write = await open_batch_write(dynamodb, stack)
+            lean = await open_lean_calls(dynamodb, stack)
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, stack, dynamodb, max_attempts, batch_write)
+        return cls(settings, stack, dynamodb, max_attempts, lean)
 
     def get(self, kind: Kind) -> RecordProcessor:
         if kind not in self._processors:
@@ -85,7 +84,7 @@ class OpenedProcessors:
                 self._dead_letters,
                 self._metrics,
                 self._max_attempts,
-                self._batch_write,
+                self._lean,
             )
         # Short timeouts: a Lambda invocation has a deadline, and a retry comes soon anyway.
         client = redis.Redis.from_url(

@@ -70,7 +70,8 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
     for export and erasure; it is sparse, since only events with a user key have the attribute.
     Dead letters by `record_id` (stream/shard/sequence), leases by `lease_key` =
     `{stream}/{shard id}` (one table serves both streams), the privacy table by `user_key` and
-    `entry` (consumers/privacy_table.py).
+    `entry` (consumers/privacy_table.py). Rollups by `program_id` and `bucket` (the UTC start
+    of a quarter hour), report keys by `key_id` (docs/reporting.md).
     """
     events = _keyed(("program_bucket", "HASH"), ("event_key", "RANGE"))
     events["AttributeDefinitions"].append(USER_KEY_ATTRIBUTE)
@@ -80,6 +81,8 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
         settings.dead_letter_table: _keyed(("record_id", "HASH")),
         settings.lease_table: _keyed(("lease_key", "HASH")),
         settings.privacy.table: _keyed(("user_key", "HASH"), ("entry", "RANGE")),
+        settings.rollup_table: _keyed(("program_id", "HASH"), ("bucket", "RANGE")),
+        settings.report_keys_table: _keyed(("key_id", "HASH")),
     }
 
 

@@ -60,6 +60,8 @@ class ConsumerSettings:
     events_table_buckets: int
     dead_letter_table: str
     lease_table: str
+    rollup_table: str
+    report_keys_table: str  # `consumers init` creates it; `reports` uses it
     event_stream_shards: int
     events_ttl_days: int
     dead_letter_ttl_days: int
@@ -89,6 +91,8 @@ class ConsumerSettings:
             ),
             dead_letter_table=env.name("DEAD_LETTER_TABLE", "tracking-dead-letters"),
             lease_table=env.name("LEASE_TABLE", "tracking-consumer-leases"),
+            rollup_table=env.name("ROLLUP_TABLE", "tracking-rollups"),
+            report_keys_table=env.name("REPORT_KEYS_TABLE", "tracking-report-keys"),
             event_stream_shards=env.integer("EVENT_STREAM_SHARDS", 2, minimum=1, maximum=500),
             events_ttl_days=env.integer("EVENTS_TTL_DAYS", 90, minimum=1, maximum=DAYS_MAX),
             dead_letter_ttl_days=env.integer(

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 def tables_used(settings: ConsumerSettings, kind: Kind, leases: bool) -> list[str]:
     """The tables a consumer of `kind` writes or reads by key; `leases`: a worker's lease table.
     The events table first: it is the one an upgrade in place leaves with the old key."""
-    names = [settings.events_table, settings.privacy.table] if kind == "events" else []
+    events = [settings.events_table, settings.privacy.table, settings.rollup_table]
+    names = events if kind == "events" else []
     names.append(settings.dead_letter_table)
     if leases:
         names.append(settings.lease_table)

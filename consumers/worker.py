@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
 
-from consumers.aws import open_batch_write, open_clients
+from consumers.aws import open_clients, open_lean_calls
 from consumers.coordinator import Coordinator
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import build_events_processor
@@ -56,9 +56,9 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
         )
         if kind == "events":
             stream = settings.event_stream
-            batch_write = await open_batch_write(dynamodb, stack)
+            lean = await open_lean_calls(dynamodb, stack)
             processor: RecordProcessor = build_events_processor(
-                settings, dynamodb, dead_letters, metrics, batch_write=batch_write
+                settings, dynamodb, dead_letters, metrics, lean=lean
             )
         else:
             stream = settings.program_stream

@@ -44,6 +44,8 @@ def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int
         "DEAD_LETTER_TABLE": f"dead-{suffix}",
         "LEASE_TABLE": f"leases-{suffix}",
         "PRIVACY_TABLE": f"privacy-{suffix}",
+        "ROLLUP_TABLE": f"rollups-{suffix}",
+        "REPORT_KEYS_TABLE": f"report-keys-{suffix}",
         "EVENT_STREAM_SHARDS": str(shards),
         "LEASE_DURATION_SECONDS": "3",
         "SHARD_DISCOVERY_SECONDS": "1",
