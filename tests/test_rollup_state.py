@@ -52,7 +52,8 @@ def test_what_each_event_counts() -> None:
     assert click.names == ("validation.OK", "clicks", "ivt.IVT_DUPLICATE_CLICK")
     assert click.visitor is None  # uniques count billable impressions and clicks only
     other = counted(event(event_type=pb.EVENT), "7")
-    assert other.names == ("validation.OK", "events") and other.visitor is None
+    assert other.names == ("validation.OK", "events")
+    assert other.visitor is None
     newer = counted(event(ivt=42, billable=False), "7")
     assert "ivt.UNKNOWN_42" in newer.names
 
@@ -68,7 +69,11 @@ def test_unknown_programs_share_one_row_per_bucket() -> None:
 
 
 def test_positions_compare_as_numbers_whatever_their_length() -> None:
-    assert padded("9") < padded("10") < padded("49590338271490256608559692538361571095921575989136588898")
+    assert (
+        padded("9")
+        < padded("10")
+        < padded("49590338271490256608559692538361571095921575989136588898")
+    )
 
 
 def _apply_in_pieces(state: RollupState, events: list[Counted], cuts: list[int]) -> RollupState:
@@ -93,11 +98,15 @@ def test_a_batch_delivered_again_split_otherwise_counts_once(
     once = _apply_in_pieces(RollupState(), events, first_cuts)
     # Delivered again from any earlier record, cut into other pieces (Lambda's bisect).
     again = _apply_in_pieces(once, events[replay_from:], second_cuts)
-    assert again.counts == once.counts == {
-        "validation.OK": 40,
-        "impressions": 40,
-        "billable_impressions": 40,
-    }
+    assert (
+        again.counts
+        == once.counts
+        == {
+            "validation.OK": 40,
+            "impressions": 40,
+            "billable_impressions": 40,
+        }
+    )
 
 
 def test_shards_keep_their_own_positions() -> None:
@@ -122,5 +131,7 @@ def test_an_item_reads_back_as_it_was_written() -> None:
     item = to_item(RollupKey("shoes", "2026-03-29T00:00Z"), state)
     # What a DynamoDB client gives back: binary values as bytes, the same shapes otherwise.
     back = from_item(item)
-    assert back.counts == state.counts and back.positions == state.positions
-    assert back.sketch == state.sketch and back.version == 1
+    assert back.counts == state.counts
+    assert back.positions == state.positions
+    assert back.sketch == state.sketch
+    assert back.version == 1

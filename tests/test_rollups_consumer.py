@@ -164,9 +164,12 @@ async def test_two_workers_racing_on_one_shard_count_once(settings: ConsumerSett
             new.process(OTHER_SHARD, as_records(mixed_events(100, start_ms=NOW_MS + 7))),
         )
     counts = await rollup_counts(settings)
-    assert counts.total() == (
-        expected_counts(payloads) + expected_counts(mixed_events(100, start_ms=NOW_MS + 7))
-    ).total()
+    assert (
+        counts.total()
+        == (
+            expected_counts(payloads) + expected_counts(mixed_events(100, start_ms=NOW_MS + 7))
+        ).total()
+    )
     assert counts - expected_counts(mixed_events(100, start_ms=NOW_MS + 7)) == expected_counts(
         payloads
     )
