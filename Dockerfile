@@ -1,5 +1,6 @@
-# One image for the tracker and both consumers; the command picks the service:
+# One image for the tracker, both consumers and the reports service; the command picks it:
 #   docker run IMAGE tracker serve | consumers events | consumers programs | consumers init
+#                    | reports serve | reports keys create --customer CID
 # `docker build .` builds that service image (the last stage). `--target lambda` builds the
 # consumers' AWS Lambda image: the same image plus the Lambda runtime interface client.
 # Build context: the repository root (see .dockerignore).
@@ -33,6 +34,7 @@ RUN python -m venv /opt/venv \
 COPY proto ./proto
 COPY tracker ./tracker
 COPY consumers ./consumers
+COPY reports ./reports
 COPY pyproject.toml README.md ./
 RUN /opt/protoc/bin/python -m grpc_tools.protoc -I proto \
         --python_out=tracker/schema --pyi_out=tracker/schema \
@@ -40,7 +42,8 @@ RUN /opt/protoc/bin/python -m grpc_tools.protoc -I proto \
     && /opt/venv/bin/pip install --no-deps --no-build-isolation --no-compile . \
     && /opt/venv/bin/python -m pip uninstall --yes pip setuptools wheel packaging \
     && python -m compileall -q /opt/venv/lib/python3.11/site-packages/tracker \
-        /opt/venv/lib/python3.11/site-packages/consumers
+        /opt/venv/lib/python3.11/site-packages/consumers \
+        /opt/venv/lib/python3.11/site-packages/reports
 
 # The Lambda runtime interface client and its dependencies, locked, in a directory of their own:
 # the lambda stage adds it to the service image, whose venv stays exactly the service's.
@@ -72,8 +75,9 @@ COPY --from=build /opt/venv /opt/venv
 ENV SPILL_DIR=/var/lib/adtracker/spill
 VOLUME ["/var/lib/adtracker/spill"]
 USER 10001
-EXPOSE 8080 9101
-# The consumers serve /healthz on their metrics port: their services set HEALTHCHECK_URL to it.
+EXPOSE 8080 8090 9101
+# The consumers serve /healthz on their metrics port, reports on 8090: their services set
+# HEALTHCHECK_URL to it.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['HEALTHCHECK_URL'], timeout=2)"]
 # Exec form, no shell in between: SIGTERM reaches Python, which drains and exits.

@@ -181,7 +181,9 @@ class EventsProcessor:
             item[ORIGIN] = {"S": origin(shard_id, record.sequence_number, sub_index)}
             batch.items.append(item)
             letter = self._letter(shard_id, record, b"", "", sub_index)
-            batch.origins[item_key(item)] = (letter, event)
+            # The first record of a key stands for it, as in StoredCopies.firsts: a copy later
+            # in the batch must not lend the kept event its (higher) position.
+            batch.origins.setdefault(item_key(item), (letter, event))
 
     def _unfit(
         self,

@@ -24,16 +24,7 @@ class ConsumerMetrics:
             "Events written to DynamoDB (including re-deliveries)",
             registry=r,
         )
-        self.events_suppressed = Counter(
-            "consumer_events_suppressed",
-            "Events not stored (or removed again) because their user is suppressed",
-            registry=r,
-        )
-        self.suppression_lookups = Counter(
-            "consumer_suppression_lookups",
-            "User keys looked up in the privacy table (cache misses)",
-            registry=r,
-        )
+        self._define_privacy_metrics(r)
         self.programs_applied = Counter(
             "consumer_program_updates", "Program updates by result", ["result"], registry=r
         )
@@ -65,6 +56,18 @@ class ConsumerMetrics:
             "consumer_iterator_age_milliseconds",
             "MillisBehindLatest per shard",
             ["shard"],
+            registry=r,
+        )
+
+    def _define_privacy_metrics(self, r: CollectorRegistry) -> None:
+        self.events_suppressed = Counter(
+            "consumer_events_suppressed",
+            "Events not stored (or removed again) because their user is suppressed",
+            registry=r,
+        )
+        self.suppression_lookups = Counter(
+            "consumer_suppression_lookups",
+            "User keys looked up in the privacy table (cache misses)",
             registry=r,
         )
 

@@ -195,20 +195,23 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
             "LOCAL_KINESIS_PORT",
             "LOCAL_DYNAMODB_PORT",
             "TRACKER_PORT",
+            "REPORTS_PORT",
             "LOCAL_EVENTS_METRICS_PORT",
             "LOCAL_PROGRAMS_METRICS_PORT",
         )
     }
     env = {**os.environ, **ports, "LOG_LEVEL": "WARNING", "LOCAL_STACK_DIR": str(tmp_path)}
-    process = subprocess.Popen(  # noqa: ASYNC220 (waited on in a thread below)
+    process = subprocess.Popen(  # noqa: ASYNC220 (its output is read in a thread below)
         [sys.executable, "-m", "tracker.devstack"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    output: list[bytes] = []
+    reader = asyncio.create_task(asyncio.to_thread(_read_all, process, output))
     base = f"http://127.0.0.1:{ports['TRACKER_PORT']}"
     try:
-        await asyncio.to_thread(wait_for_port, int(ports["TRACKER_PORT"]), 60.0, process)
+        key = await _printed_report_key(output, process, timeout=90)
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{base}/event/demo-shoes") as response:
                 assert response.status == 200
@@ -229,20 +232,70 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
                 break
             await asyncio.sleep(0.2)
         assert sorted(item["program_id"]["S"] for item in items) == ["demo-paused", "demo-shoes"]
+        # The reports service, with the key the stack made for the demo program's customer
+        # (1001: demo-shoes and demo-paused), counts the event of demo-shoes.
+        await _check_reports(f"http://127.0.0.1:{ports['REPORTS_PORT']}", key)
         stack_env = (tmp_path / "env").read_text()
         assert stack_env.count("=") == 7
         assert "USER_ID_KEY=" in stack_env  # `consumers privacy` needs the tracker's key
         process.send_signal(signal.SIGTERM)
-        output, _ = await asyncio.to_thread(process.communicate, timeout=60)
+        await asyncio.wait_for(asyncio.to_thread(process.wait), 60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 0, output.decode()
-    assert b"[stack] stopped" in output
+        await reader
+    text = b"".join(output).decode()
+    assert process.returncode == 0, text
+    assert "[stack] stopping reports" in text
+    assert "[stack] stopped" in text
     for port in ports.values():
         with pytest.raises(TimeoutError):
             wait_for_port(int(port), 0.3)
+
+
+def _read_all(process: subprocess.Popen[bytes], output: list[bytes]) -> None:
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            output.append(line)
+
+
+async def _printed_report_key(
+    output: list[bytes], process: subprocess.Popen[bytes], timeout: float
+) -> str:
+    """The demo report key `make run` prints once everything is up (a line of its own)."""
+    for _ in range(int(timeout / 0.2)):
+        for line in list(output):
+            if line.strip().startswith(b"adt_"):
+                return line.strip().decode()
+        assert process.poll() is None, b"".join(output).decode()
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no report key printed: {b''.join(output).decode()}")
+
+
+async def _check_reports(base: str, key: str) -> None:
+    auth = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{base}/v1/programs") as response:
+            assert response.status == 401
+        async with session.get(f"{base}/v1/programs", headers=auth) as response:
+            assert response.status == 200
+            programs = await response.json()
+        assert sorted(p["program_id"] for p in programs) == ["demo-paused", "demo-shoes"]
+        # Waits on the rollups (consumers events writes them with the events' items).
+        totals: dict[str, object] = {}
+        for _ in range(100):
+            url = f"{base}/v1/reports/demo-shoes?granularity=day"
+            async with session.get(url, headers=auth) as response:
+                assert response.status == 200
+                totals = (await response.json())["totals"]
+            if totals.get("events") == 1:
+                break
+            await asyncio.sleep(0.2)
+        assert (totals.get("impressions"), totals.get("clicks"), totals.get("events")) == (0, 0, 1)
 
 
 def test_local_stack_without_redis_server_says_how_to_install_it(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ class ServerErrorFilter(logging.Filter):
 
 
 # Our own loggers: they log counts, ids and error kinds, never a request's or an event's content.
-OWN_LOGGERS = ("tracker", "consumers", "bench")
+OWN_LOGGERS = ("tracker", "consumers", "reports", "bench")
 
 
 def configure_logging(level: str) -> None:

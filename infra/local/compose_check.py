@@ -3,12 +3,15 @@
 1. Builds the images: the service image and kinesalite (through compose) and the Lambda target.
 2. `up -d` under a project name (and network name) of its own, so that a developer's own stack
    is never touched, and waits until every service is healthy and `init` has exited 0.
-3. Sends pixels and clicks from the host to 127.0.0.1:8080, each with a marker of its own, and
-   invokes the Lambda image's handler with one more event; then finds exactly their items in
-   DynamoDB (every one, once, nothing else) with `consumers show` in the consumers' container.
-4. Stops the stack and checks that every container, the one-shot `init` too, exited 0: the app
+3. Invokes the Lambda image's handler with one event, then sends pixels and clicks from the host
+   to 127.0.0.1:8080, each with a marker of its own; then finds exactly their items in DynamoDB
+   (every one, once, nothing else) with `consumers show` in the consumers' container.
+4. The reports service on 127.0.0.1:8090: /healthz answers; a key made with `reports keys
+   create` in its container lists exactly the demo customer's programs; the program's report
+   counts exactly the impressions and clicks sent (from the rollups the consumers wrote).
+5. Stops the stack and checks that every container, the one-shot `init` too, exited 0: the app
    services stop first (they depend on the backends' health) and drain into live backends.
-5. Always removes the stack (`down -v`); on a failure it prints the services' logs first.
+6. Always removes the stack (`down -v`); on a failure it prints the services' logs first.
 
 Every wait is bounded. Run from the repository root: .venv/bin/python infra/local/compose_check.py
 """
@@ -22,9 +25,11 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from compose_stack import (
     CheckError,
@@ -41,24 +46,37 @@ from compose_traffic import (
     Sent,
     Tracker,
     compare,
+    get_json,
     parse_items,
+    parse_json_line,
     send_pixels_and_clicks,
 )
 from lambda_check import Invocation, build_lambda_image, invoke_events_handler
 
 PIXELS, CLICKS = 50, 20
 PROGRAM = "demo-shoes"
-TRACKER_PORT = 8080
+TRACKER_PORT, REPORTS_PORT = 8080, 8090
 ENV_FILE = "infra/local/containers.env"
+DEMO_PROGRAMS = Path("infra/local/programs.json")
 # The services of the stack (profiles aside); a service added to the compose file belongs here.
 SERVICES = frozenset(
-    {"redis", "kinesis", "dynamodb", "init", "tracker", "consumers-events", "consumers-programs"}
+    {
+        "redis",
+        "kinesis",
+        "dynamodb",
+        "init",
+        "tracker",
+        "consumers-events",
+        "consumers-programs",
+        "reports",
+    }
 )
 ONE_SHOT = "init"
 BACKENDS = frozenset({"redis", "kinesis", "dynamodb"})
 SUPPORTED_NODE_IMAGE = "node:24-alpine"
 STAND_IN_NODE_IMAGE = "node:20-alpine"  # the only Node.js image where no registry is reachable
 BUILD_SECONDS, UP_SECONDS, HEALTHY_SECONDS, STORED_SECONDS, STOP_SECONDS = 900, 300, 180, 90, 180
+COUNTED_SECONDS = 60  # the rollups are written with the items: counted when they are stored
 
 
 def main() -> int:
@@ -71,6 +89,7 @@ def main() -> int:
         if run(["docker", "info"], timeout=60).returncode != 0:
             raise CheckError("no Docker engine answers: start one first")
         _require_free_port(TRACKER_PORT)
+        _require_free_port(REPORTS_PORT)
         node_image = _node_image()
         say(f"kinesalite is built on {node_image}")
         variables = {"ADTRACKER_NETWORK": f"{name}-net", "KINESALITE_NODE_IMAGE": node_image}
@@ -91,6 +110,7 @@ def _check_stack(project: Project) -> None:
     _timed("the stack is up and healthy", lambda: _up(project))
     sent = _send(project)
     _timed(f"found exactly the {len(sent)} items", lambda: _find_items(project, sent))
+    _timed("the reports service counts exactly them", lambda: _check_reports(project, sent))
     _timed("stopped: every container exited 0, the app services first", lambda: _stop(project))
 
 
@@ -155,19 +175,28 @@ def _all_healthy(project: Project) -> bool:
 
 
 def _send(project: Project) -> list[Sent]:
+    """The Lambda's event first: its record claims a made-up position on the stream's first
+    shard, below any that kinesalite hands out. Sent after the tracker's events, a rollup
+    writer that keeps per-shard positions would rightly take it for a redelivery of a record
+    already counted there; sent before, it is the first record of its bucket."""
     run_id = project.name.removeprefix("adtracker-")
-    tracker = Tracker("127.0.0.1", TRACKER_PORT, PROGRAM, _landing_url(PROGRAM))
-    sent = send_pixels_and_clicks(tracker, run_id, PIXELS, CLICKS)
-    say(f"sent {PIXELS} pixels and {CLICKS} clicks from the host, every answer as expected")
     invocation = Invocation(
         project.variables["ADTRACKER_NETWORK"], ENV_FILE, PROGRAM, f"{run_id}-lambda-0"
     )
-    return [*sent, invoke_events_handler(invocation)]
+    by_lambda = invoke_events_handler(invocation)
+    tracker = Tracker("127.0.0.1", TRACKER_PORT, PROGRAM, _program(PROGRAM)["landing_url"])
+    sent = send_pixels_and_clicks(tracker, run_id, PIXELS, CLICKS)
+    say(f"sent {PIXELS} pixels and {CLICKS} clicks from the host, every answer as expected")
+    return [by_lambda, *sent]
 
 
-def _landing_url(program_id: str) -> str:
-    programs = json.loads(Path("infra/local/programs.json").read_text())
-    return next(str(p["landing_url"]) for p in programs if p["program_id"] == program_id)
+def _demo_programs() -> list[dict[str, Any]]:
+    programs: list[dict[str, Any]] = json.loads(DEMO_PROGRAMS.read_text())
+    return programs
+
+
+def _program(program_id: str) -> dict[str, Any]:
+    return next(p for p in _demo_programs() if p["program_id"] == program_id)
 
 
 def _find_items(project: Project, sent: list[Sent]) -> None:
@@ -186,6 +215,64 @@ def _find_items(project: Project, sent: list[Sent]) -> None:
         raise CheckError(f"{exc}: {outcome[0].describe() if outcome else ''}") from None
     if not outcome[0].exact:
         raise CheckError(f"items in DynamoDB: {outcome[0].describe()}")
+
+
+def _check_reports(project: Project, sent: list[Sent]) -> None:
+    """/healthz; a new key of the program's customer lists that customer's demo programs; the
+    program's report (the last 7 days, UTC, by day) counts exactly the events sent."""
+    health = get_json("127.0.0.1", REPORTS_PORT, "/healthz")
+    if health.status != 200:
+        raise CheckError(f"reports /healthz: {health.status}")
+    customer = int(_program(PROGRAM)["customer_id"])
+    auth = {"Authorization": f"Bearer {_create_key(project, customer)}"}
+    listed = get_json("127.0.0.1", REPORTS_PORT, "/v1/programs", auth)
+    expected_programs = sorted(
+        str(p["program_id"]) for p in _demo_programs() if p["customer_id"] == customer
+    )
+    if listed.status != 200 or not isinstance(listed.body, list):
+        raise CheckError(f"reports /v1/programs: {listed.status} {listed.body!r}")
+    if sorted(str(p.get("program_id")) for p in listed.body) != expected_programs:
+        raise CheckError(f"/v1/programs listed {listed.body!r}, expected {expected_programs}")
+    unauthorized = get_json("127.0.0.1", REPORTS_PORT, "/v1/programs")
+    if unauthorized.status != 401 or "www-authenticate" not in unauthorized.headers:
+        raise CheckError(f"/v1/programs without a key: {unauthorized.status}")
+    say(f"reports lists {', '.join(expected_programs)} for customer {customer}")
+    _wait_for_counts(auth, sent)
+
+
+def _create_key(project: Project, customer: int) -> str:
+    create = ["reports", "keys", "create", "--customer", str(customer), "--name", "compose-test"]
+    done = project.compose("exec", "-T", "-e", "LOG_LEVEL=WARNING", "reports", *create, timeout=60)
+    answer = parse_json_line(done.stdout, "key")
+    if answer.get("customer_id") != customer or not str(answer["key"]).startswith("adt_"):
+        raise CheckError(f"reports keys create printed {answer!r}")
+    return str(answer["key"])
+
+
+def _wait_for_counts(auth: dict[str, str], sent: list[Sent]) -> None:
+    """Poll the report until it counts every event sent (the rollups are written in the same
+    batch as the items, so at once here); then the counts must be exact: none twice."""
+    kinds = Counter(request.event_type for request in sent)
+    expected = {"impressions": kinds["IMPRESSION"], "clicks": kinds["CLICK"]}
+    path = f"/v1/reports/{PROGRAM}?granularity=day&tz=UTC"
+    totals: dict[str, Any] = {}
+
+    def all_counted() -> bool:
+        report = get_json("127.0.0.1", REPORTS_PORT, path, auth)
+        if report.status != 200 or not isinstance(report.body, dict):
+            raise CheckError(f"GET {path}: {report.status} {report.body!r}")
+        totals.clear()
+        totals.update(report.body.get("totals") or {})
+        return all(int(totals.get(name, 0)) >= count for name, count in expected.items())
+
+    try:
+        wait_until("the report counts every event sent", COUNTED_SECONDS, all_counted)
+    except CheckError as exc:
+        raise CheckError(f"{exc}: expected {expected}, the report's totals: {totals}") from None
+    counted = {name: totals.get(name) for name in expected}
+    if counted != expected:
+        raise CheckError(f"the report counts {counted}, expected exactly {expected}")
+    say(f"the report of {PROGRAM} counts exactly {expected}")
 
 
 def _stop(project: Project) -> None:

@@ -78,6 +78,44 @@ def _expect(
     return answer
 
 
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any  # the JSON body, or None when there is none or it is not JSON
+
+
+def get_json(host: str, port: int, path: str, headers: Mapping[str, str] | None = None) -> Answer:
+    """One GET from the host (the reports service); a connection failure is a failure."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("GET", path, headers=dict(headers or {}))
+        answer = connection.getresponse()
+        raw = answer.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise CheckError(f"GET {host}:{port}{path}: {exc}") from None
+    finally:
+        connection.close()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    return Answer(answer.status, {k.lower(): v for k, v in answer.getheaders()}, body)
+
+
+def parse_json_line(output: str, required: str) -> dict[str, Any]:
+    """The one JSON object with the key `required` in a command's output (logs are JSON lines
+    too, without it)."""
+    for line in output.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and required in value:
+            return value
+    raise CheckError(f"no JSON line with {required!r} in: {output[-500:]!r}")
+
+
 def parse_items(json_lines: str) -> list[dict[str, Any]]:
     """The items `consumers show` printed, one JSON object a line; anything else is a failure."""
     items = []

@@ -1,7 +1,12 @@
-"""`make run`: the whole local stack in the foreground, stopped cleanly by Ctrl-C or SIGTERM."""
+"""`make run`: the whole local stack in the foreground, stopped cleanly by Ctrl-C or SIGTERM.
+
+Every service is a child process (`python -m tracker|consumers|reports ...`): the tracker never
+imports the consumers or the reports, here neither.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -22,6 +27,8 @@ from tracker.devstack.processes import (
 )
 
 DEMO_PROGRAMS = REPO_ROOT / "infra" / "local" / "programs.json"
+# The program the printed examples use; the demo report key is for its customer.
+DEMO_PROGRAM = "demo-shoes"
 # The settings that point a shell at the running stack: `make show` and the README use it.
 ENV_FILE = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")) / "env"
 
@@ -36,17 +43,21 @@ class LocalStack:
         self.kinesis_port = _port("LOCAL_KINESIS_PORT", 4567)
         self.dynamodb_port = _port("LOCAL_DYNAMODB_PORT", 4569)
         self.tracker_port = _port("TRACKER_PORT", 8080)
+        self.reports_port = _port("REPORTS_PORT", 8090)
         self.events_metrics_port = _port("LOCAL_EVENTS_METRICS_PORT", 9101)
         self.programs_metrics_port = _port("LOCAL_PROGRAMS_METRICS_PORT", 9102)
         self.env = {
             **os.environ,
             "TRACKER_HOST": os.environ.get("TRACKER_HOST", LOOPBACK),
+            "REPORTS_HOST": os.environ.get("REPORTS_HOST", LOOPBACK),
+            "REPORTS_PORT": str(self.reports_port),
             "CONSUMER_METRICS_HOST": LOOPBACK,
             **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
             **_privacy_env(),
         }
         self.started: list[ManagedProcess] = []
         self.stopping = False
+        self.report_key = ""
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -104,6 +115,17 @@ class LocalStack:
             output=sys.stdout.buffer,
         )
         self.started.append(tracker.start())
+        # After `consumers init`: the rollup and report-key tables exist, under the same names
+        # (ROLLUP_TABLE, REPORT_KEYS_TABLE from self.env) as the events consumer writes.
+        reports = ManagedProcess(
+            "reports",
+            [*self._command("reports"), "serve"],
+            self.reports_port,
+            env=self.env,
+            output=sys.stdout.buffer,
+        )
+        self.started.append(reports.start())
+        self.report_key = self._create_report_key(_demo_customer())
 
     def _command(self, name: str) -> list[str]:
         return [sys.executable, "-m", name]
@@ -112,8 +134,23 @@ class LocalStack:
         print(f"[stack] {' '.join(argv)}", flush=True)
         subprocess.run([*self._command(argv[0]), *argv[1:]], env=self.env, check=True)
 
+    def _create_report_key(self, customer_id: int) -> str:
+        """`reports keys create` for the demo customer; its one JSON line holds the key."""
+        argv = ["reports", "keys", "create", "--customer", str(customer_id), "--name", "demo"]
+        print(f"[stack] {' '.join(argv)}", flush=True)
+        done = subprocess.run(
+            [*self._command("reports"), *argv[1:]],
+            env=self.env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return _key_from_output(done.stdout)
+
     def _print_urls(self) -> None:
         base = f"http://{LOOPBACK}:{self.tracker_port}"
+        reports = f"http://{LOOPBACK}:{self.reports_port}"
+        auth = f"Authorization: Bearer {self.report_key}"
         print(
             f"""
 [stack] ready. Try:
@@ -125,6 +162,11 @@ class LocalStack:
   curl -i '{base}/v1/pixel?program=demo-shoes&uid=alice'    # stored as user_key only
   curl -i -H 'Sec-GPC: 1' '{base}/v1/pixel?program=demo-shoes'  # no identifier kept
   make show PROGRAM=demo-shoes    # its events in DynamoDB, a few seconds later
+Reports: the dashboard is {reports}/ ; paste this key (customer {_demo_customer()}):
+  {self.report_key}
+  curl -s -H '{auth}' '{reports}/v1/programs'
+  curl -s -H '{auth}' '{reports}/v1/reports/{DEMO_PROGRAM}?granularity=hour'
+  (the requests above show in the report once the events consumer has counted them)
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
 """,
@@ -148,13 +190,33 @@ def _privacy_env() -> dict[str, str]:
     return {"USER_ID_KEY": os.environ.get("USER_ID_KEY") or secrets.token_hex(24)}
 
 
+def _demo_customer() -> int:
+    """The customer of the demo program in infra/local/programs.json."""
+    programs = json.loads(DEMO_PROGRAMS.read_text())
+    return next(int(p["customer_id"]) for p in programs if p["program_id"] == DEMO_PROGRAM)
+
+
+def _key_from_output(output: str) -> str:
+    """The key from `reports keys create`'s output: its JSON line with a "key" (log lines, if
+    any, are JSON too, without one)."""
+    for line in output.splitlines():
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            continue
+        key = answer.get("key") if isinstance(answer, dict) else None
+        if isinstance(key, str):
+            return key
+    raise RuntimeError(f"`reports keys create` printed no key: {output[-500:]!r}")
+
+
 def main() -> int:
     try:
         return LocalStack().run()
     except FileNotFoundError as exc:
         print(f"[stack] {exc}", file=sys.stderr)
         return 3
-    except subprocess.CalledProcessError as exc:
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
         print(f"[stack] step failed: {exc}", file=sys.stderr)
         return 1
 
