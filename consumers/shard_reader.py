@@ -91,9 +91,13 @@ class ShardReader:
             ]
             await self._processor.process(self._held.shard_id, batch)
             await self._held.checkpoint(batch[-1].sequence_number)
-        self._age.set(page.get("MillisBehindLatest", 0))
+        behind = page.get("MillisBehindLatest", 0)
+        self._age.set(behind)
         next_iterator = page.get("NextShardIterator")
-        if next_iterator is not None and not records:
+        if next_iterator is not None and (not records or behind == 0):
+            # At the tip, wait for a poll's worth of events rather than ask five times a second
+            # for a few: a batch makes one rollup write per program and bucket whatever its
+            # size (docs/capacity.md), and the shard's read limits stay free for other readers.
             await self._pause(self._poll)
         return next_iterator
 

@@ -27,7 +27,10 @@ from tracker.schema.tracking.v1 import tracking_pb2 as pb
 LAMBDA_IMAGE = "adtracker-lambda:local"
 RUNTIME = "/2018-06-01/runtime"
 REQUEST_ID = "compose-check-invocation"
-SHARD = "shardId-000000000000"
+# A shard of its own: the record is made up, not on the stream the workers read, and rollup
+# items keep a position per shard (docs/reporting.md), which a made-up sequence number on a real
+# shard's id would contradict.
+SHARD = "shardId-lambda-check"
 SEQUENCE = "49000000000000000000000000000000000000000000000000000001"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:000000000000:function:events"
 ANSWER_SECONDS = 90  # start-up, opening the clients and one write, on a busy 2-core machine
