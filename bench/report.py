@@ -39,6 +39,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += hostile_lines(report["hostile"])
     if "capacity" in report:
         lines += capacity_lines(report["capacity"])
+    if "rollups" in report:
+        lines += rollups_lines(report["rollups"])
     return "\n".join(lines)
 
 
@@ -273,6 +275,89 @@ def hostile_lines(part: dict[str, Any]) -> list[str]:
             f"{row['bad_answers']:,} | {_decisions(row['observed'])} |"
         )
     return [*lines, ""]
+
+
+def rollups_lines(part: dict[str, Any]) -> list[str]:
+    """The reporting rollups against the issue's bars (bench/rollup_cost.py,
+    bench/report_latency.py, bench/rollup_freshness.py)."""
+    lines = [
+        "",
+        "## Reporting: the rollups' cost, a report's latency, an event's freshness",
+        "",
+        f"Run {part['started']}. Events consumer in process, the processor as built and without "
+        "rollups in alternating rounds, the same batches (one shard's events of a 1 s poll at "
+        "the stream's tip); CPU of the processor's thread per event, medians of the rounds.",
+        "",
+        "| traffic | events per batch | CPU us/event with rollups | without | added | of it: "
+        "rollup GetItem + PutItem | fold | add + item | WRU/event | RRU/event | bytes per item "
+        "write |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in part["cost"]["sizes"]:
+        cpu, units, parts = row["cpu_us_per_event"], row["units"], row["breakdown_us_per_event"]
+        lines.append(
+            f"| {row['size']} | {row['events_per_batch']:,} | {cpu['with_rollups']} | "
+            f"{cpu['without_rollups']} | {cpu['added']} | {parts['rollup_calls']} | "
+            f"{parts['fold']} | {parts['add_and_item']} | {units['write_units_per_event']} | "
+            f"{units['read_units_per_event']} | {units['item_bytes_median']:,} |"
+        )
+    return lines + _latency_lines(part["latency"]) + _bar_lines(part)
+
+
+def _latency_lines(latency: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"`reports serve` (a process) over {latency['items']:,} rollup items (every quarter "
+        f"hour of {latency['days']} days, dense sketches), one request at a time, warm:",
+        "",
+        "| report | Query answered by | requests | p50 ms | p99 ms | max ms | reports CPU "
+        "ms/request | moto CPU ms/request |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, what, store in (
+        ("hourly_moto", f"{latency['days']} days by hour", "moto"),
+        ("hourly", f"{latency['days']} days by hour", "moto's pages replayed"),
+        ("daily_366", "366 days by day", "moto's pages replayed"),
+    ):
+        row = latency[name]
+        lines.append(
+            f"| {what} | {store} | {row['requests']} | {row['p50_ms']} | {row['p99_ms']} | "
+            f"{row['max_ms']} | {row['reports_cpu_ms_per_request']} | "
+            f"{row['moto_cpu_ms_per_request']} |"
+        )
+    where = latency["profile_ms"]
+    lines += [
+        "",
+        f"Where a replayed hourly report's time goes (in process, ms): the Query's pages "
+        f"through botocore {where['query_client_cpu']}, summarize {where['summarize']}, JSON "
+        f"{where['json']}.",
+    ]
+    return lines
+
+
+def _bar_lines(part: dict[str, Any]) -> list[str]:
+    fresh = part["freshness"]
+    bars = part["cost"]["bars"]
+    latency = part["latency"]["bar"]
+
+    def verdict(holds: bool) -> str:
+        return "holds" if holds else "**does not hold**"
+
+    units, cpu = bars["write_units_per_event"], bars["cpu_us_per_event"]
+    return [
+        "",
+        f"Freshness: an event put on the stream showed in the report after a median "
+        f"{fresh['median_seconds']} s, at most {fresh['max_seconds']} s ({fresh['tries']} tries, "
+        f"CONSUMER_POLL_MS {fresh['consumer_poll_ms']}).",
+        "",
+        f"Bars: rollup write units per event {units['measured']} <= {units['bar']}: "
+        f"{verdict(units['holds'])}; added CPU per event {cpu['measured']} us <= {cpu['bar']}: "
+        f"{verdict(cpu['holds'])}; 31-day hourly report p99 {latency['p99_ms_moto']} ms "
+        f"< {latency['bar_ms']} (on moto; {latency['p99_ms_replayed']} ms with its pages "
+        f"replayed): {verdict(latency['holds'])}; freshness {fresh['max_seconds']} s <= "
+        f"{fresh['bar']['bar_seconds']}: {verdict(fresh['bar']['holds'])}.",
+        "",
+    ]
 
 
 def _decisions(observed: dict[str, float]) -> str:

@@ -4,10 +4,12 @@ fast an on-disk event log drains), privacy (the pixel with consent signals, and 
 step's own cost per request), integrity (the pixel with a browser's and a crawler's user
 agent, signed clicks with and without the duplicate check, and each check's own cost per
 request), hostile requests (the tracker's CPU per request for each shape a client can send to
-make it work hard, against a typical pixel) and capacity. Writes
-bench/results/latest.{json,md,png}.
+make it work hard, against a typical pixel), capacity and the reporting rollups (what they add
+to the events consumer per event, a 31-day report's latency, how soon an event shows in a
+report; also written to bench/results/rollups.json). Writes bench/results/latest.{json,md,png}.
 
-    .venv/bin/python -m bench.run [--quick] [--only durability|privacy|integrity|hostile|capacity]
+    .venv/bin/python -m bench.run [--quick]
+        [--only durability|privacy|integrity|hostile|capacity|rollups]
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
 they were and the reports are written again from the merged result.
@@ -41,6 +43,13 @@ from bench.privacy_cost import measure as measure_privacy_step
 from bench.privacy_http import PRIVACY_SETTINGS, counter_reader, privacy_cases
 from bench.replay import measure_replay
 from bench.report import write_reports
+from bench.report_latency import FULL as LATENCY_FULL
+from bench.report_latency import QUICK as LATENCY_QUICK
+from bench.report_latency import measure as measure_report_latency
+from bench.rollup_cost import FULL as ROLLUP_FULL
+from bench.rollup_cost import QUICK as ROLLUP_QUICK
+from bench.rollup_cost import measure as measure_rollup_cost
+from bench.rollup_freshness import measure as measure_freshness
 from bench.stack import BenchStack, canned_kinesis, demo_stack, pid_of
 from bench.tracker_cases import PRE_SERIALIZED, CaseSet, run_cases
 from bench.wrk import ensure_wrk
@@ -48,6 +57,7 @@ from tracker.devstack.processes import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results"
 MIB = 2**20
+FRESHNESS_TRIES, FRESHNESS_TRIES_QUICK = 10, 3  # events put, one after the other
 
 CASES_ONE_WORKER = [
     Case("pixel, cached valid", DEMO_PIXEL, 100, 1),
@@ -245,6 +255,23 @@ def _capacity(plan: Plan) -> dict[str, Any]:
     return {**_stamp(), **measure_capacity(plan.quick)}
 
 
+def _rollups(plan: Plan) -> dict[str, Any]:
+    """The reporting rollups against the issue's bars (docs/benchmarks.md, Reporting): their
+    CPU and DynamoDB units per event in the events consumer (bench/rollup_cost.py, in process,
+    first, while nothing else runs), a 31-day hourly report's latency (bench/report_latency.py)
+    and how soon an event shows in a report (bench/rollup_freshness.py). Also written to
+    bench/results/rollups.json, a few minutes in all."""
+    part: dict[str, Any] = {
+        **_stamp(),
+        "cost": measure_rollup_cost(ROLLUP_QUICK if plan.quick else ROLLUP_FULL),
+        "latency": measure_report_latency(LATENCY_QUICK if plan.quick else LATENCY_FULL),
+        "freshness": measure_freshness(FRESHNESS_TRIES_QUICK if plan.quick else FRESHNESS_TRIES),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "rollups.json").write_text(json.dumps(part, indent=2) + "\n")
+    return part
+
+
 # The parts after the tracker's own, in the report's order; each can run alone (--only).
 PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "durability": _durability,
@@ -252,6 +279,7 @@ PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "integrity": _integrity,
     "hostile": _hostile,
     "capacity": _capacity,
+    "rollups": _rollups,
 }
 
 
