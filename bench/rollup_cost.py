@@ -11,12 +11,12 @@ process); the per-event calls (BatchWriteItem, BatchGetItem) are answered by the
 rollup table's consistent GetItem and conditional PutItem are real, as in AWS.
 
 Both get the same batches, as a reader at the stream's tip makes them (one shard's events of
-CONSUMER_POLL_MS, 1 s): at a billion events a month on 2 shards, 190 events per batch, and ten
+CONSUMER_TIP_WAIT_MS, 2 s): at a billion events a month on 2 shards, 380 events per batch, and ten
 times that. The events are the bench's traffic mix (bench/event_sizes.py's kinds and shares),
 made in process by the tracker's own EventFactory and ClientFields for the demo program, then
 given a message id, the batch's time and a visitor id of their own (32 hex digits, drawn from
-a daily audience of ~11 events per visitor). Each batch's events are 1 s later than the last
-batch's, so an item is written by both shards for 15 minutes and then a new one begins.
+a daily audience of ~11 events per visitor). Each batch's events are one tip wait later than
+the last batch's, so an item is written by both shards for 15 minutes and then a new one begins.
 
 CPU: `time.thread_time()` around each `process()` call, on this thread only (the canned
 endpoint's thread and moto's process are not counted), per event; rounds alternate with and
@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bench.browser import ADDRESS, USER_AGENT, headers
@@ -53,6 +53,7 @@ from bench.privacy_cost import client_fields
 from bench.privacy_inputs import DAY, STAMP_MS
 from consumers.aws import LeanCalls, open_dynamodb, open_lean_calls
 from consumers.dead_letters import DeadLetterTable
+from consumers.dynamodb_item import Condition, ItemCalls
 from consumers.event_items import ItemRules, decode_event
 from consumers.events_processor import (
     EventsProcessor,
@@ -82,10 +83,10 @@ RESULTS = REPO_ROOT / "bench" / "results"
 KIB = 1024
 READ_UNIT_BYTES = 4 * KIB
 SHARDS = ("shardId-000000000000", "shardId-000000000001")
-POLL_SECONDS = 1.0  # CONSUMER_POLL_MS' default: a reader at the tip waits this between calls
+TIP_SECONDS = 2.0  # CONSUMER_TIP_WAIT_MS' default: a reader at the tip waits this between calls
 # A billion events a month (730 h, as docs/capacity.md counts) on the template's 2 shards.
 EVENTS_PER_SECOND = 1e9 / (730 * 3600)
-BASE_BATCH = round(EVENTS_PER_SECOND / len(SHARDS) * POLL_SECONDS)  # 190
+BASE_BATCH = round(EVENTS_PER_SECOND / len(SHARDS) * TIP_SECONDS)  # 380
 # Distinct visitors a day: ~11 events each at a billion a month (32.9 M events a day), in the
 # range of a display campaign's frequency; scaled with the traffic.
 EVENTS_PER_VISITOR = 11
@@ -98,7 +99,7 @@ FIRST_SEQUENCE = 49_600_000_000_000_000_000_000_000_000_000_000_000_000_000_000_
 class Size:
     name: str
     traffic: int  # times a billion events a month
-    batches_per_shard: int  # per round: seconds of the simulated stream
+    batches_per_shard: int  # per round: tip waits of the simulated stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +108,8 @@ class Amounts:
     sizes: tuple[Size, ...]
 
 
-FULL = Amounts(5, (Size("1x: a billion events a month", 1, 60), Size("10x", 10, 8)))
-QUICK = Amounts(2, (Size("1x: a billion events a month", 1, 20), Size("10x", 10, 3)))
+FULL = Amounts(5, (Size("1x: a billion events a month", 1, 30), Size("10x", 10, 4)))
+QUICK = Amounts(2, (Size("1x: a billion events a month", 1, 10), Size("10x", 10, 2)))
 TINY = Amounts(1, (Size("1x", 1, 2), Size("10x", 10, 1)))
 
 
@@ -151,14 +152,14 @@ class Feed:
     rng: random.Random = field(default_factory=lambda: random.Random(20261206))
 
     def round(self, size: Size) -> list[tuple[str, list[StreamRecord]]]:
-        """`size.batches_per_shard` seconds of the stream, the shards' batches alternating."""
+        """`size.batches_per_shard` tip waits of the stream, the shards' batches alternating."""
         batches = []
         events = BASE_BATCH * size.traffic
         visitors = round(EVENTS_PER_SECOND * size.traffic * 86_400 / EVENTS_PER_VISITOR)
         for _ in range(size.batches_per_shard):
             for shard in SHARDS:
                 batches.append((shard, self._batch(shard, events, visitors)))
-            self.clock_ms += round(1000 * POLL_SECONDS)
+            self.clock_ms += round(1000 * TIP_SECONDS)
         return batches
 
     def _batch(self, shard: str, events: int, visitors: int) -> list[StreamRecord]:
@@ -187,42 +188,37 @@ def visitor_id(number: int) -> str:
 # --- the processors ------------------------------------------------------------------------------
 
 
-class RecordingClient:
-    """The DynamoDB client, passing every call on, that keeps the rollup table's GetItem answers
-    and PutItem items: the units are reckoned from them after the timed rounds (keeping a
-    reference and reading the clock cost a few microseconds per call, two calls per batch)."""
+class RecordingCalls:
+    """The rollup writer's GetItem and PutItem, passing every call on, keeping the items read
+    and written: the units are reckoned from them after the timed rounds (keeping a reference
+    and reading the clock cost a few microseconds per call, two calls per batch)."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._client = client
-        self._table = table
+    def __init__(self, calls: ItemCalls) -> None:
+        self._calls = calls
         self.reads: list[dict[str, Any] | None] = []
         self.writes: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # new, as read
         self._last_read: dict[tuple[str, str], dict[str, Any] | None] = {}
         # This thread's CPU in the rollup table's calls: nothing else runs while the writer
-        # waits for them (process() awaits it last), so it is botocore's work for them.
+        # waits for them (process() awaits it last), so it is the calls' own work.
         self.call_seconds = 0.0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    def item_calls(self) -> ItemCalls:
+        return ItemCalls(self.get, self.put)
 
-    async def get_item(self, **kwargs: Any) -> Any:
+    async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         started = time.thread_time()
-        answer = await self._client.get_item(**kwargs)
-        if kwargs["TableName"] == self._table:
-            self.call_seconds += time.thread_time() - started
-            item = answer.get("Item")
-            self.reads.append(item)
-            self._last_read[_key(kwargs["Key"])] = item
-        return answer
+        item = await self._calls.get(table, key)
+        self.call_seconds += time.thread_time() - started
+        self.reads.append(item)
+        self._last_read[_key(key)] = item
+        return item
 
-    async def put_item(self, **kwargs: Any) -> Any:
+    async def put(self, table: str, item: dict[str, Any], condition: Condition) -> bool:
         started = time.thread_time()
-        answer = await self._client.put_item(**kwargs)
-        if kwargs["TableName"] == self._table:
-            self.call_seconds += time.thread_time() - started
-            item = kwargs["Item"]
-            self.writes.append((item, self._last_read.get(_key(item))))
-        return answer
+        written = await self._calls.put(table, item, condition)
+        self.call_seconds += time.thread_time() - started
+        self.writes.append((item, self._last_read.get(_key(item))))
+        return written
 
     def clear(self) -> None:
         self.reads.clear()
@@ -241,18 +237,16 @@ class Pair:
     with_rollups: EventsProcessor
     without: EventsProcessor
     metrics: ConsumerMetrics  # the one with rollups
-    recorder: RecordingClient
+    recorder: RecordingCalls
 
 
 def build_pair(settings: ConsumerSettings, dynamodb: DynamoDBClient, lean: LeanCalls) -> Pair:
     metrics = ConsumerMetrics()
-    recorder = RecordingClient(dynamodb, settings.rollup_table)
-    wrapped = cast("DynamoDBClient", recorder)
-    letters = DeadLetterTable(wrapped, settings.dead_letter_table, metrics)
-    built = build_events_processor(settings, wrapped, letters, metrics, lean=lean)
-    # The other goes through such a wrapper too, so that both pay its (tiny) cost alike.
-    other = cast("DynamoDBClient", RecordingClient(dynamodb, settings.rollup_table))
-    return Pair(built, without_rollups(settings, other, lean), metrics, recorder)
+    recorder = RecordingCalls(lean.item)
+    recorded = lean._replace(item=recorder.item_calls())
+    letters = DeadLetterTable(dynamodb, settings.dead_letter_table, metrics)
+    built = build_events_processor(settings, dynamodb, letters, metrics, lean=recorded)
+    return Pair(built, without_rollups(settings, dynamodb, lean), metrics, recorder)
 
 
 def without_rollups(
@@ -376,7 +370,7 @@ def cpu_summary(rounds: Rounds) -> dict[str, Any]:
     }
 
 
-def units(recorder: RecordingClient, attempts: float, events: int) -> dict[str, Any]:
+def units(recorder: RecordingCalls, attempts: float, events: int) -> dict[str, Any]:
     """Write and read units of the timed rounds' rollup calls (`attempts`: the writes and the
     conflicts counted, every one a PutItem that costs its units), and the copies check's."""
     sizes = [item_size(new) for new, _ in recorder.writes]

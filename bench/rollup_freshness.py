@@ -47,7 +47,8 @@ POLL_SECONDS = 0.1  # how often the API is asked
 TRY_TIMEOUT_SECONDS = 30.0  # a try that takes longer has failed; the run stops there
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=10)
 TABLES = Tables("tracking-rollups", "tracking-report-keys")  # the consumers' defaults
-CONSUMER_SETTINGS = {"CONSUMER_POLL_MS": "1000"}  # the default (the bench stack sets 200)
+# The defaults (the bench stack sets a poll of 200 ms)
+CONSUMER_SETTINGS = {"CONSUMER_POLL_MS": "1000", "CONSUMER_TIP_WAIT_MS": "2000"}
 
 
 def pixel_event(rng: random.Random) -> tuple[str, bytes, int]:

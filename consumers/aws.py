@@ -10,6 +10,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from consumers.dynamodb_batch import BatchGetItem, BatchWriteItem, Endpoint
+from consumers.dynamodb_item import GetItem, ItemCalls, PutItem
 from consumers.settings import ConsumerSettings
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class LeanCalls(NamedTuple):
 
     write: BatchWriteItem
     get: BatchGetItem
+    item: ItemCalls  # GetItem and a conditional PutItem (the rollup writer)
 
 
 async def open_lean_calls(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> LeanCalls:
@@ -70,8 +72,9 @@ async def open_lean_calls(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> Le
     # auto_decompress off: the x-amz-crc32 check needs the bytes as sent (we ask for identity).
     http = aiohttp.ClientSession(connector=connector, auto_decompress=False)
     await stack.enter_async_context(http)
+    item = ItemCalls(GetItem(http, endpoint, credentials), PutItem(http, endpoint, credentials))
     return LeanCalls(
-        BatchWriteItem(http, endpoint, credentials), BatchGetItem(http, endpoint, credentials)
+        BatchWriteItem(http, endpoint, credentials), BatchGetItem(http, endpoint, credentials), item
     )
 
 

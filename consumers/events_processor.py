@@ -233,7 +233,9 @@ def build_events_processor(
         Suppression(users, UserItems(dynamodb, events, max_attempts)),
         Rollups(
             StoredCopies(batch_get, events, metrics, max_attempts),
-            RollupWriter(dynamodb, settings.rollup_table, metrics, max_attempts),
+            RollupWriter(
+                dynamodb, settings.rollup_table, metrics, max_attempts, lean and lean.item
+            ),
         ),
     )
     rules = ItemRules(settings.events_ttl_days, settings.events_table_buckets)

@@ -69,6 +69,7 @@ class ConsumerSettings:
     leases: LeaseSettings
     redrive: RedriveSettings
     poll_seconds: float
+    tip_wait_seconds: float
     metrics_host: str
     metrics_port: int
     log_level: str
@@ -102,6 +103,8 @@ class ConsumerSettings:
             leases=_lease_settings(env),
             redrive=_redrive_settings(env),
             poll_seconds=env.integer("CONSUMER_POLL_MS", 1000, minimum=10, maximum=60_000) / 1000,
+            tip_wait_seconds=env.integer("CONSUMER_TIP_WAIT_MS", 2000, minimum=0, maximum=60_000)
+            / 1000,
             metrics_host=env.text("CONSUMER_METRICS_HOST", "0.0.0.0"),
             metrics_port=env.integer("CONSUMER_METRICS_PORT", 9101, minimum=0, maximum=65535),
             log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),

@@ -37,6 +37,8 @@ class StreamWork:
     processor: RecordProcessor
     metrics: ConsumerMetrics
     poll_seconds: float  # the wait after an empty page
+    # The wait after a page read at the stream's tip: what one batch gathers at steady traffic.
+    tip_seconds: float = 0.0
 
 
 class ShardReader:
@@ -47,6 +49,7 @@ class ShardReader:
         self._processor = work.processor
         self._metrics = work.metrics
         self._poll = work.poll_seconds
+        self._tip = work.tip_seconds
         self._stopping = stopping
         self._age = work.metrics.iterator_age.labels(held.shard_id)
         self._pacer = CallPacer(GET_RECORDS_INTERVAL)
@@ -94,11 +97,14 @@ class ShardReader:
         behind = page.get("MillisBehindLatest", 0)
         self._age.set(behind)
         next_iterator = page.get("NextShardIterator")
-        if next_iterator is not None and (not records or behind == 0):
-            # At the tip, wait for a poll's worth of events rather than ask five times a second
-            # for a few: a batch makes one rollup write per program and bucket whatever its
-            # size (docs/capacity.md), and the shard's read limits stay free for other readers.
+        if next_iterator is not None and not records:
             await self._pause(self._poll)
+        elif next_iterator is not None and behind == 0:
+            # At the tip, wait for CONSUMER_TIP_WAIT_MS of events rather than ask five times a
+            # second for a few: a batch costs its calls (the rollup write per program and
+            # bucket, the lookups) whatever its size (docs/benchmarks.md, Reporting), and the
+            # shard's read limits stay free for other readers.
+            await self._pause(self._tip)
         return next_iterator
 
     async def _iterator(self) -> str:

@@ -16,6 +16,7 @@ keys, sent as one JSON body without botocore's per-item work (consumers/dynamodb
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -63,22 +64,21 @@ class StoredCopies:
         first: dict[ItemKey, Item] = {}
         for item in items:
             first.setdefault(item_key(item), item)
-        keys = [_key(item) for item in first.values()]
+        keys = list(first)
         chunks = [keys[n : n + BATCH_GET_LIMIT] for n in range(0, len(keys), BATCH_GET_LIMIT)]
-        found = await asyncio.gather(*(self._origins(chunk) for chunk in chunks))
+        found = await asyncio.gather(*(self._origins(_request(chunk)) for chunk in chunks))
         stored = {key: where for chunk in found for key, where in chunk.items()}
         kept = [i for k, i in first.items() if stored.get(k, i[ORIGIN]["S"]) == i[ORIGIN]["S"]]
         self._metrics.duplicate_events.inc(len(items) - len(kept))
         return kept
 
-    async def _origins(self, keys: list[dict[str, Any]]) -> dict[ItemKey, str]:
+    async def _origins(self, request: GetRequest) -> dict[ItemKey, str]:
         """Key -> the record that wrote it, for the keys the table holds (an item written before
         items recorded their origin counts as written by whoever asks)."""
         origins: dict[ItemKey, str] = {}
-        request = GetRequest(keys, (*KEY_NAMES, ORIGIN))
         attempt = 0
         async with self._slots:
-            while request.keys:
+            while request.keys or request.keys_json:
                 answer = await with_retries(
                     lambda r=request: self._get(self._table, r),  # type: ignore[misc]
                     "BatchGetItem",
@@ -86,7 +86,7 @@ class StoredCopies:
                     self._metrics.write_errors.inc,
                 )
                 origins.update((item_key(i), i[ORIGIN]["S"]) for i in answer.items if ORIGIN in i)
-                request = request._replace(keys=answer.unprocessed)
+                request = GetRequest(answer.unprocessed, request.attributes)
                 attempt += 1
                 if request.keys:
                     await self._wait(attempt)
@@ -98,8 +98,15 @@ class StoredCopies:
         await asyncio.sleep(backoff_delay(attempt))
 
 
-def _key(item: Item) -> dict[str, Any]:
-    return {name: item[name] for name in KEY_NAMES}
+def _request(keys: list[ItemKey]) -> GetRequest:
+    """The lookup of `keys`, their JSON written by hand: every part of a key is made of the
+    characters decode_event allows in program and message ids, digits and '#', none of which
+    JSON escapes (consumers/event_items.py), and this is the copy check's main cost otherwise."""
+    text = ",".join(
+        f'{{"program_bucket":{{"S":"{bucket}"}},"event_key":{{"S":"{key}"}}}}'
+        for bucket, key in keys
+    )
+    return GetRequest([], (*KEY_NAMES, ORIGIN), keys_json=f"[{text}]")
 
 
 def botocore_batch_get(dynamodb: DynamoDBClient) -> BatchGet:
@@ -110,7 +117,7 @@ def botocore_batch_get(dynamodb: DynamoDBClient) -> BatchGet:
         answer = await dynamodb.batch_get_item(
             RequestItems={
                 table: {
-                    "Keys": cast("Any", request.keys),
+                    "Keys": json.loads(request.keys_json) if request.keys_json else request.keys,
                     "ProjectionExpression": ",".join(names),
                     "ExpressionAttributeNames": names,
                     "ConsistentRead": request.consistent,

@@ -95,7 +95,9 @@ def _coordinator(
     processor: RecordProcessor,
     metrics: ConsumerMetrics,
 ) -> Coordinator:
-    work = StreamWork(kinesis, stream, processor, metrics, settings.poll_seconds)
+    work = StreamWork(
+        kinesis, stream, processor, metrics, settings.poll_seconds, settings.tip_wait_seconds
+    )
 
     def start_reader(held: HeldLease, stopping: asyncio.Event) -> asyncio.Task[None]:
         reader = ShardReader(work, held, stopping)

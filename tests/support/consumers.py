@@ -50,6 +50,7 @@ def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int
         "LEASE_DURATION_SECONDS": "3",
         "SHARD_DISCOVERY_SECONDS": "1",
         "CONSUMER_POLL_MS": "100",
+        "CONSUMER_TIP_WAIT_MS": "100",
         "CONSUMER_METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
     }
