@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from aiobotocore.session import get_session
@@ -42,6 +43,36 @@ USER_KEY_INDEX_SPEC: dict[str, Any] = {
     "Projection": {"ProjectionType": "KEYS_ONLY"},
 }
 USER_KEY_ATTRIBUTE: AttributeDefinitionTypeDef = {"AttributeName": "user_key", "AttributeType": "S"}
+# The rollup table's index of changes (docs/reporting.md): `reports serve` keeps the buckets it
+# has read and asks this index for the items written since, instead of reading a range again.
+# ALL: a changed item comes back whole in the one Query. The reader names it on its side
+# (reports/rollups.py); the two packages share only the table format.
+ROLLUP_CHANGES_INDEX = "changes"
+ROLLUP_CHANGES_INDEX_SPEC: dict[str, Any] = {
+    "IndexName": ROLLUP_CHANGES_INDEX,
+    "KeySchema": [
+        {"AttributeName": "program_id", "KeyType": "HASH"},
+        {"AttributeName": "updated_ms", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+UPDATED_MS_ATTRIBUTE: AttributeDefinitionTypeDef = {
+    "AttributeName": "updated_ms",
+    "AttributeType": "N",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """A global secondary index that `init` adds to a table created before it existed."""
+
+    table: str
+    spec: dict[str, Any]  # IndexName, KeySchema, Projection
+    attribute: AttributeDefinitionTypeDef  # its key attribute that the table's key lacks
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["IndexName"])
 
 
 class UnusableTableError(RuntimeError):
@@ -71,17 +102,22 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
     Dead letters by `record_id` (stream/shard/sequence), leases by `lease_key` =
     `{stream}/{shard id}` (one table serves both streams), the privacy table by `user_key` and
     `entry` (consumers/privacy_table.py). Rollups by `program_id` and `bucket` (the UTC start
-    of a quarter hour), report keys by `key_id` (docs/reporting.md).
+    of a quarter hour), with the index `changes` (partition `program_id`, sort `updated_ms`,
+    every attribute) that finds a program's items written since a moment; report keys by
+    `key_id` (docs/reporting.md).
     """
     events = _keyed(("program_bucket", "HASH"), ("event_key", "RANGE"))
     events["AttributeDefinitions"].append(USER_KEY_ATTRIBUTE)
     events["GlobalSecondaryIndexes"] = [USER_KEY_INDEX_SPEC]
+    rollups = _keyed(("program_id", "HASH"), ("bucket", "RANGE"))
+    rollups["AttributeDefinitions"].append(UPDATED_MS_ATTRIBUTE)
+    rollups["GlobalSecondaryIndexes"] = [ROLLUP_CHANGES_INDEX_SPEC]
     return {
         settings.events_table: events,
         settings.dead_letter_table: _keyed(("record_id", "HASH")),
         settings.lease_table: _keyed(("lease_key", "HASH")),
         settings.privacy.table: _keyed(("user_key", "HASH"), ("entry", "RANGE")),
-        settings.rollup_table: _keyed(("program_id", "HASH"), ("bucket", "RANGE")),
+        settings.rollup_table: rollups,
         settings.report_keys_table: _keyed(("key_id", "HASH")),
     }
 
@@ -112,13 +148,22 @@ async def provision(settings: ConsumerSettings) -> dict[str, str]:
             done[f"stream:{name}"] = await _ensure_stream(kinesis, name, shards)
         for name, spec in table_specs(settings).items():
             done[f"table:{name}"] = await _ensure_table(dynamodb, name, spec)
-        index = await _ensure_user_key_index(dynamodb, settings.events_table)
-        if done[f"table:{settings.events_table}"] == "created":
-            index = "created"  # with the table
-        done[f"index:{settings.events_table}/{USER_KEY_INDEX}"] = index
+        for index in indexes(settings):
+            outcome = await _ensure_index(dynamodb, index)
+            if done[f"table:{index.table}"] == "created":
+                outcome = "created"  # with the table
+            done[f"index:{index.table}/{index.name}"] = outcome
         for table in (settings.events_table, settings.dead_letter_table, settings.privacy.table):
             await _ensure_ttl(dynamodb, table)
         return done
+
+
+def indexes(settings: ConsumerSettings) -> list[IndexSpec]:
+    """The global secondary indexes of table_specs, each with its table."""
+    return [
+        IndexSpec(settings.events_table, USER_KEY_INDEX_SPEC, USER_KEY_ATTRIBUTE),
+        IndexSpec(settings.rollup_table, ROLLUP_CHANGES_INDEX_SPEC, UPDATED_MS_ATTRIBUTE),
+    ]
 
 
 async def _ensure_stream(kinesis: KinesisClient, name: str, shards: int) -> str:
@@ -184,13 +229,14 @@ async def _table_active(dynamodb: DynamoDBClient, name: str) -> bool:
     return table["Table"]["TableStatus"] == "ACTIVE"
 
 
-async def _ensure_user_key_index(dynamodb: DynamoDBClient, table: str) -> str:
-    """Add the index to an events table created before it existed; wait until it is ACTIVE."""
+async def _ensure_index(dynamodb: DynamoDBClient, index: IndexSpec) -> str:
+    """Add the index to a table created before it existed; wait until it is ACTIVE."""
+    table = index.table
     described = (await dynamodb.describe_table(TableName=table))["Table"]
-    names = {index["IndexName"] for index in described.get("GlobalSecondaryIndexes", [])}
+    names = {found["IndexName"] for found in described.get("GlobalSecondaryIndexes", [])}
     outcome = "exists"
-    if USER_KEY_INDEX not in names:
-        create = cast("CreateGlobalSecondaryIndexActionTypeDef", dict(USER_KEY_INDEX_SPEC))
+    if index.name not in names:
+        create = cast("CreateGlobalSecondaryIndexActionTypeDef", dict(index.spec))
         if described.get("BillingModeSummary", {}).get("BillingMode") != "PAY_PER_REQUEST":
             # A provisioned table's index needs capacity of its own: the table's.
             throughput = described["ProvisionedThroughput"]
@@ -198,30 +244,29 @@ async def _ensure_user_key_index(dynamodb: DynamoDBClient, table: str) -> str:
                 "ReadCapacityUnits": throughput["ReadCapacityUnits"],
                 "WriteCapacityUnits": throughput["WriteCapacityUnits"],
             }
-        attributes = [
-            a for a in described["AttributeDefinitions"] if a["AttributeName"] != "user_key"
-        ]
+        key = index.attribute["AttributeName"]
+        attributes = [a for a in described["AttributeDefinitions"] if a["AttributeName"] != key]
         await dynamodb.update_table(
             TableName=table,
-            AttributeDefinitions=[*attributes, USER_KEY_ATTRIBUTE],
+            AttributeDefinitions=[*attributes, index.attribute],
             GlobalSecondaryIndexUpdates=[{"Create": create}],
         )
         outcome = "created"
-        log.info("adding the user_key index", extra={"table": table})
+        log.info("adding an index", extra={"table": table, "index": index.name})
     await _wait(
-        lambda: _index_active(dynamodb, table),
-        f"index {USER_KEY_INDEX} of table {table}",
+        lambda: _index_active(dynamodb, table, index.name),
+        f"index {index.name} of table {table}",
         INDEX_WAIT_SECONDS,
     )
     return outcome
 
 
-async def _index_active(dynamodb: DynamoDBClient, name: str) -> bool:
+async def _index_active(dynamodb: DynamoDBClient, name: str, index: str) -> bool:
     table = (await dynamodb.describe_table(TableName=name))["Table"]
     statuses = [
-        index.get("IndexStatus")
-        for index in table.get("GlobalSecondaryIndexes", [])
-        if index["IndexName"] == USER_KEY_INDEX
+        found.get("IndexStatus")
+        for found in table.get("GlobalSecondaryIndexes", [])
+        if found["IndexName"] == index
     ]
     return table["TableStatus"] == "ACTIVE" and statuses == ["ACTIVE"]
 

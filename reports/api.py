@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from reports.auth import AuthError, KeyVerifier, bearer_token
+from reports.cached_reports import CachedReports
 from reports.keys import ReportKey
 from reports.metrics import ReportMetrics
 from reports.programs import ProgramDirectory
 from reports.ratelimit import Allowance, RateLimiter
-from reports.rollups import RollupReader, StoreUnavailable
+from reports.rollups import StoreUnavailable
 from reports.unavailable import UnavailableError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Services:
     verifier: KeyVerifier
     limiter: RateLimiter
     programs: ProgramDirectory
-    rollups: RollupReader
+    reports: CachedReports  # the rollups, read through the bucket cache
 
 
 class Runtime:

@@ -22,6 +22,8 @@ from aiohttp import web
 
 from reports.api import RUNTIME, Runtime, Services, answer_failures, secure_headers, v1_gate
 from reports.auth import KeyVerifier
+from reports.bucket_cache import BucketCache
+from reports.cached_reports import CachedReports
 from reports.handlers import ApiHandlers
 from reports.keys import KeyStore
 from reports.metrics import ReportMetrics
@@ -91,6 +93,11 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         runtime.metrics.track_gauge(
             "reports_programs", "Programs in the directory", lambda: services.programs.size
         )
+        runtime.metrics.track_gauge(
+            "reports_cached_buckets",
+            "Rollup buckets and computed rows in the report cache",
+            services.reports.size,
+        )
         app[OPS].readiness = Readiness(
             (client, dynamodb),
             {"rollups": settings.rollup_table, "report_keys": settings.report_keys_table},
@@ -101,6 +108,7 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
         refresh.add_done_callback(_log_crash)
         yield
         await stop_tasks([refresh])
+        await services.reports.close()
         app[OPS].readiness = None
         runtime.open(None)
 
@@ -123,7 +131,10 @@ def _services(
         verifier=KeyVerifier(keys),
         limiter=RateLimiter(client, settings.rate_limit, timeout, clock),
         programs=ProgramDirectory(client, timeout),
-        rollups=RollupReader(dynamodb, settings.rollup_table, timeout),
+        reports=CachedReports(
+            RollupReader(dynamodb, settings.rollup_table, timeout),
+            BucketCache(settings.cache_buckets),
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from reports.api import KEY, RUNTIME
 from reports.csv_rows import report_csv
 from reports.query import BadParameter, ReportQuery, parse_query
-from reports.report import build_report, report_json
+from reports.report import report_json
 from tracker.programs.model import is_program_id
 
 NOT_FOUND = {"error": "not found"}
@@ -60,7 +60,7 @@ class ApiHandlers:
         if program is None or program.customer_id != request[KEY].customer_id:
             return web.json_response(NOT_FOUND, status=404)
         started = time.perf_counter()
-        report = await build_report(services.rollups, program_id, query)
+        report = await services.reports.build(program_id, query)
         runtime.metrics.report_seconds.observe(time.perf_counter() - started)
         if query.format == "csv":
             return _csv_answer(report_csv(report), program_id, query)

@@ -1,29 +1,23 @@
 """A report: one row per period of the query's range (zeros included, no gaps) and totals.
 
 Counters are summed; uniques are HLL sketches merged (never summed: a visitor seen in two
-hours is one visitor of the day), per row and, for the totals, over every bucket of the range.
+hours is one visitor of the day), per row and for the totals, through the pieces of
+reports.bucket_cache (UTC hours merged), the same for a report cached or not.
 Revenue is kept as integer micros until it is shown (reports.fields.money).
 """
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-import datasketches
-
-from reports.fields import COUNTER_NAMES, IVT_NAMES, TRAFFIC_NAMES, VALIDATION_NAMES, money
-from reports.periods import Period, PeriodIndex, bucket_span, periods
+from reports.bucket_cache import ProgramBuckets
+from reports.fields import IVT_NAMES, TRAFFIC_NAMES, VALIDATION_NAMES, money
+from reports.periods import QUARTER, Period, bucket_span, periods
 from reports.query import ReportQuery
 from reports.rollups import BucketRow
-
-log = logging.getLogger(__name__)
-LG_K = 12  # the writers' sketches' lg_k (docs/reporting.md)
-_REVENUE = re.compile(r"revenue\.([A-Z]{3})")
-_KNOWN = frozenset(COUNTER_NAMES)
+from reports.span_sums import SpanSum
 
 
 class BucketSource(Protocol):
@@ -49,25 +43,10 @@ class Report:
     currencies: tuple[str, ...]  # every currency with revenue in the range, sorted
 
 
-@dataclass(slots=True)
-class _Tally:
-    """One period's sums while the buckets are read."""
-
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTER_NAMES, 0))
-    revenue: dict[str, int] = field(default_factory=dict)
-    union: Any = field(default_factory=lambda: datasketches.hll_union(LG_K))
-
-    def add(self, bucket: BucketRow) -> None:
-        for name, value in bucket.counts.items():
-            if name in _KNOWN:
-                self.counts[name] += value
-            elif match := _REVENUE.fullmatch(name):
-                currency = match.group(1)
-                self.revenue[currency] = self.revenue.get(currency, 0) + value
-
-    def row(self, period: str | None, currencies: tuple[str, ...]) -> Row:
-        revenue = {currency: self.revenue.get(currency, 0) for currency in currencies}
-        return Row(period, self.counts, revenue, round(self.union.get_estimate()))
+def row_of(period: str | None, part: SpanSum, currencies: tuple[str, ...]) -> Row:
+    """A row from its span's sums, with every currency of the report."""
+    revenue = {currency: part.revenue.get(currency, 0) for currency in currencies}
+    return Row(period, part.counts, revenue, part.uniques)
 
 
 async def build_report(reader: BucketSource, program_id: str, query: ReportQuery) -> Report:
@@ -82,33 +61,21 @@ def summarize(
     program_id: str, query: ReportQuery, spans: list[Period], buckets: Iterable[BucketRow]
 ) -> Report:
     """The report from the range's buckets: each counted in the period holding its start."""
-    tallies = [_Tally() for _ in spans]
-    overall = _Tally()
-    index = PeriodIndex(spans)
-    for bucket in buckets:
-        where = index.find(bucket.start)
-        if where is None:
-            continue  # outside the range: the Query's bounds exclude it, this is a guard
-        tallies[where].add(bucket)
-        overall.add(bucket)
-        sketch = _sketch(bucket)
-        if sketch is not None:
-            tallies[where].union.update(sketch)
-            overall.union.update(sketch)
-    currencies = tuple(sorted({c for tally in tallies for c in tally.revenue}))
-    rows = tuple(t.row(span.label, currencies) for t, span in zip(tallies, spans, strict=True))
-    return Report(program_id, query, rows, overall.row(None, currencies), currencies)
+    held = ProgramBuckets()  # a cache for this report alone: the same sums as a kept one
+    held.take_range(spans[0].start, spans[-1].end - QUARTER, buckets)
+    return report_of(program_id, query, spans, held)
 
 
-def _sketch(bucket: BucketRow) -> Any:
-    if bucket.sketch is None:
-        return None
-    try:
-        return datasketches.hll_sketch.deserialize(bucket.sketch)
-    except (ValueError, RuntimeError):
-        # A writer's bug: the counters still count; only this bucket's visitors are missing.
-        log.warning("rollup sketch unreadable", extra={"bucket": bucket.bucket})
-        return None
+def report_of(
+    program_id: str, query: ReportQuery, spans: list[Period], held: ProgramBuckets
+) -> Report:
+    """The report from the buckets `held`, which cover the range; rows and totals from and
+    into its sums."""
+    parts = [held.span_sum((span.start, span.end)) for span in spans]
+    total = held.span_sum((spans[0].start, spans[-1].end))
+    currencies = tuple(sorted({c for part in parts for c in part.revenue}))
+    rows = tuple(row_of(span.label, p, currencies) for p, span in zip(parts, spans, strict=True))
+    return Report(program_id, query, rows, row_of(None, total, currencies), currencies)
 
 
 def report_json(report: Report) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Reading the rollup table (docs/reporting.md): one program's buckets over a range.
+"""Reading the rollup table (docs/reporting.md): one program's buckets over a range, and the
+items of a program written since a moment (the index `changes`).
 
 Every failure of the store (unreachable, throttled past botocore's retries, too slow, refusing
 the request) is StoreUnavailable: the server answers 503, never a hang or a 500.
@@ -29,8 +30,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _INTEGER = re.compile(r"-?[0-9]{1,38}")  # DynamoDB numbers have at most 38 digits
 # What a report needs of an item: not the per-shard positions, which only the writer reads.
-_PROJECTION = "#b, #c, #u"
-_NAMES = {"#b": "bucket", "#c": "counts", "#u": "uniques", "#p": "program_id"}
+# `version` orders two copies of one bucket (the index lags the table: it can answer an older one).
+_PROJECTION = "#b, #c, #u, #v"
+_NAMES = {"#b": "bucket", "#c": "counts", "#u": "uniques", "#v": "version", "#p": "program_id"}
+# The rollup table's index by (program_id, updated_ms), every attribute projected: the items of
+# a program written since a moment (docs/reporting.md). consumers/provision.py creates it under
+# the same name; the two packages share only the table format.
+CHANGES_INDEX = "changes"
 
 
 class StoreUnavailable(Exception):  # noqa: N818 (the name the server catches)
@@ -45,6 +51,7 @@ class BucketRow:
     start: datetime  # the bucket's UTC start
     counts: Mapping[str, int]  # every integer counter of the item, known names or not
     sketch: bytes | None  # HLL sketch of the bucket's visitors; None while there is none
+    version: int = 0  # raised by every write: the larger of two copies is the newer
 
 
 class RollupReader:
@@ -71,6 +78,23 @@ class RollupReader:
             },
             "ProjectionExpression": _PROJECTION,
         }
+        return await self._all_pages(kwargs)
+
+    async def changed(self, program_id: str, after_ms: int) -> list[BucketRow]:
+        """The program's items whose `updated_ms` is past `after_ms`, from the index `changes`
+        (eventually consistent: a write shows there a moment after it lands). Raises
+        StoreUnavailable, also when the table has no such index."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": CHANGES_INDEX,
+            "KeyConditionExpression": "#p = :p AND #t > :t",
+            "ExpressionAttributeNames": {**_NAMES, "#t": "updated_ms"},
+            "ExpressionAttributeValues": {":p": {"S": program_id}, ":t": {"N": str(after_ms)}},
+            "ProjectionExpression": _PROJECTION,
+        }
+        return await self._all_pages(kwargs)
+
+    async def _all_pages(self, kwargs: dict[str, Any]) -> list[BucketRow]:
         rows: list[BucketRow] = []
         while True:
             page = await self._query(kwargs)
@@ -109,7 +133,9 @@ def bucket_row(item: Mapping[str, Any]) -> BucketRow | None:
         if isinstance(number, str) and _INTEGER.fullmatch(number):
             counts[counter] = int(number)
     sketch = item.get("uniques", {}).get("B")
-    return BucketRow(name, start, counts, bytes(sketch) if sketch else None)
+    version = item.get("version", {}).get("N")
+    number = int(version) if isinstance(version, str) and _INTEGER.fullmatch(version) else 0
+    return BucketRow(name, start, counts, bytes(sketch) if sketch else None, number)
 
 
 async def open_dynamodb(

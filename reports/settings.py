@@ -22,6 +22,10 @@ class ReportSettings:
     # Bound on every store read of one request (DynamoDB, Redis): a slow store answers 503,
     # never a request that hangs.
     read_timeout_seconds: float
+    # Rollup buckets and computed rows kept in memory at most, over all programs (least
+    # recently used programs dropped first): ~3 KB each with a dense sketch, so the default
+    # is ~150 MB of the task's memory; a 31-day hourly report holds 2,976 + 745.
+    cache_buckets: int
     log_level: str
 
     @classmethod
@@ -40,5 +44,8 @@ class ReportSettings:
                 "REPORTS_READ_TIMEOUT_MS", 3000, minimum=1, maximum=600_000
             )
             / 1000,
+            cache_buckets=env.integer(
+                "REPORTS_CACHE_BUCKETS", 50_000, minimum=0, maximum=10_000_000
+            ),
             log_level=env.choice("LOG_LEVEL", "INFO", LOG_LEVELS),
         )

@@ -3,6 +3,7 @@ ownership, rate limits, report formats, parameters, failing stores, the dashboar
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
@@ -14,9 +15,9 @@ import redis.asyncio as redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from reports import handlers
 from reports.api import CONTENT_SECURITY_POLICY, RUNTIME
 from reports.app import create_app
+from reports.cached_reports import CachedReports
 from reports.keys import KeyStore
 from reports.programs import ProgramDirectory
 from reports.settings import ReportSettings
@@ -283,6 +284,29 @@ async def test_the_limit_is_shared_by_every_process_on_one_redis(
 # --- reports ----------------------------------------------------------------------------------
 
 
+async def test_buckets_written_after_a_report_show_in_it_within_seconds(
+    start_reports: StartReports, key: str, ddb: DynamoDBClient, tables: Tables
+) -> None:
+    # The report cache: the newest bucket written again and an old one written late (a new
+    # version each, written now) show in the report served from it within its 5 s bound.
+    await seed_day(ddb, tables)
+    client = await start_reports()
+    before = await (await client.get("/v1/reports/live", params=DAY, headers=bearer(key))).json()
+    assert [row["impressions"] for row in before["rows"]] == [20, 5]
+    await put_bucket(ddb, tables.rollups, "live", "2030-03-11T23:45Z", {"impressions": 7}, ["z"], 2)
+    await put_bucket(ddb, tables.rollups, "live", "2030-03-10T00:00Z", {"impressions": 1}, None, 2)
+    started = time.monotonic()
+    while True:
+        response = await client.get("/v1/reports/live", params=DAY, headers=bearer(key))
+        body = await response.json()
+        if [row["impressions"] for row in body["rows"]] == [11, 7]:
+            break
+        assert time.monotonic() - started < 6.0, body["rows"]
+        await asyncio.sleep(0.2)
+    assert body["rows"][1]["uniques"] == 1
+    assert body["totals"]["impressions"] == 18
+
+
 async def test_a_report_has_a_row_per_period_and_totals(
     start_reports: StartReports, key: str, ddb: DynamoDBClient, tables: Tables
 ) -> None:
@@ -398,9 +422,13 @@ async def test_a_dynamodb_that_stops_answering_is_a_503_in_bounded_time(
     )
     assert (await client.get("/v1/reports/live", params=DAY, headers=bearer(key))).status == 200
     moto_proxy.partition()
+    # Another range: the report cache holds DAY, and answers it alone for a few seconds.
+    uncached = {**DAY, "from": "2030-02-01", "to": "2030-02-02"}
     for credentials, store in ((key, "rollups"), (other_key, "report keys")):
         started = time.monotonic()
-        response = await client.get("/v1/reports/live", params=DAY, headers=bearer(credentials))
+        response = await client.get(
+            "/v1/reports/live", params=uncached, headers=bearer(credentials)
+        )
         assert response.status == 503
         assert await response.json() == {"error": "unavailable", "store": store}
         assert time.monotonic() - started < 3.0
@@ -439,7 +467,7 @@ async def test_a_bug_is_a_503_without_details_and_counted(
     async def broken(*args: object) -> None:
         raise ZeroDivisionError("secret detail")
 
-    monkeypatch.setattr(handlers, "build_report", broken)
+    monkeypatch.setattr(CachedReports, "build", broken)
     client = await start_reports()
     response = await client.get("/v1/reports/live", params=DAY, headers=bearer(key))
     assert response.status == 503

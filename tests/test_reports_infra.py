@@ -145,7 +145,8 @@ def test_the_reporting_tables_are_on_demand_encrypted_and_recoverable(
     table = resource("data.yaml", logical_id)
     properties = table["Properties"]
     assert [(k["AttributeName"], k["KeyType"]) for k in properties["KeySchema"]] == keys
-    assert {a["AttributeType"] for a in properties["AttributeDefinitions"]} == {"S"}
+    keyed = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert {keyed[name] for name, _ in keys} == {"S"}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert properties["SSESpecification"] == {
@@ -179,6 +180,28 @@ def test_every_import_is_exported_by_the_network_or_data_stack() -> None:
     walk(template("services.yaml")["Resources"])
     assert wanted - exported == set()
     assert {"RollupTableArn", "ReportKeysTableArn", "ReportsSecurityGroup"} <= wanted
+
+
+def test_the_rollup_table_has_the_index_of_changes() -> None:
+    properties = resource("data.yaml", "RollupTable")["Properties"]
+    (index,) = properties["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "changes"  # reports/rollups.py CHANGES_INDEX
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("program_id", "HASH"),
+        ("updated_ms", "RANGE"),
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    assert types == {"program_id": "S", "bucket": "S", "updated_ms": "N"}
+
+
+def test_the_reports_service_queries_the_index_of_changes() -> None:
+    role = resource("services.yaml", "ReportsTaskRole")
+    (statement,) = [s for s in statements(role) if s.get("Sid") == "ReadRollupChanges"]
+    assert statement["Action"] == "dynamodb:Query"
+    pattern, names = statement["Resource"]["Fn::Sub"]
+    assert pattern == "${Table}/index/changes"
+    assert imported(names["Table"]) == "RollupTableArn"
 
 
 def test_the_reports_service_only_reads() -> None:

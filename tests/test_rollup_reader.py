@@ -18,6 +18,7 @@ from aiobotocore.session import get_session
 from reports.periods import bucket_name
 from reports.rollups import BucketRow, RollupReader, StoreUnavailable, bucket_row, open_dynamodb
 from reports.settings import ReportSettings
+from tests.support.report_stack import CHANGES_INDEX_SPEC
 from tracker.devstack.processes import free_port
 from tracker.envconfig import SettingsError
 from tracker.settings import AwsSettings
@@ -29,7 +30,7 @@ START = datetime(2026, 3, 29, tzinfo=UTC)
 
 
 async def create_rollup_table(dynamodb: DynamoDBClient) -> str:
-    """A fresh rollup table of docs/reporting.md's key schema."""
+    """A fresh rollup table of docs/reporting.md's key schema, with its index `changes`."""
     name = f"rollups-{uuid.uuid4().hex[:12]}"
     await dynamodb.create_table(
         TableName=name,
@@ -40,7 +41,9 @@ async def create_rollup_table(dynamodb: DynamoDBClient) -> str:
         AttributeDefinitions=[
             {"AttributeName": "program_id", "AttributeType": "S"},
             {"AttributeName": "bucket", "AttributeType": "S"},
+            {"AttributeName": "updated_ms", "AttributeType": "N"},
         ],
+        GlobalSecondaryIndexes=[CHANGES_INDEX_SPEC],
         BillingMode="PAY_PER_REQUEST",
     )
     return name
@@ -143,7 +146,7 @@ def test_malformed_items_and_counters_are_left_out() -> None:
         {"clicks": {"N": "1.5"}, "events": {"S": "2"}, "conversions": {"N": "--1"}}
     )
     row = bucket_row(good)
-    assert row == BucketRow("2026-03-29T00:00Z", START, {"impressions": 3}, None)
+    assert row == BucketRow("2026-03-29T00:00Z", START, {"impressions": 3}, None, version=1)
     for bucket in ("2026-03-29T00:05Z", "yesterday", ""):
         assert bucket_row({**good, "bucket": {"S": bucket}}) is None
     assert bucket_row({"program_id": {"S": "p1"}}) is None

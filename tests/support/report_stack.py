@@ -10,16 +10,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import datasketches
 from aiobotocore.session import get_session
 
 from reports.keys import KeyStore
+from reports.rollups import CHANGES_INDEX
 from tracker.devstack.processes import free_port, wait_for_port
 
 if TYPE_CHECKING:
@@ -57,8 +59,19 @@ async def dynamodb(moto_url: str) -> AsyncIterator[DynamoDBClient]:
         yield client
 
 
+# The rollup table's index of changes (docs/reporting.md), as `consumers init` makes it.
+CHANGES_INDEX_SPEC: Any = {
+    "IndexName": CHANGES_INDEX,
+    "KeySchema": [
+        {"AttributeName": "program_id", "KeyType": "HASH"},
+        {"AttributeName": "updated_ms", "KeyType": "RANGE"},
+    ],
+    "Projection": {"ProjectionType": "ALL"},
+}
+
+
 async def create_tables(client: DynamoDBClient, tables: Tables) -> None:
-    """Both tables keyed as docs/reporting.md fixes them."""
+    """Both tables keyed as docs/reporting.md fixes them, the rollups' index included."""
     await client.create_table(
         TableName=tables.rollups,
         KeySchema=[
@@ -68,7 +81,9 @@ async def create_tables(client: DynamoDBClient, tables: Tables) -> None:
         AttributeDefinitions=[
             {"AttributeName": "program_id", "AttributeType": "S"},
             {"AttributeName": "bucket", "AttributeType": "S"},
+            {"AttributeName": "updated_ms", "AttributeType": "N"},
         ],
+        GlobalSecondaryIndexes=[CHANGES_INDEX_SPEC],
         BillingMode="PAY_PER_REQUEST",
     )
     await client.create_table(
@@ -93,15 +108,17 @@ async def put_bucket(
     bucket: str,
     counts: Mapping[str, int],
     visitors: list[str] | None = None,
+    version: int = 1,
 ) -> None:
-    """One rollup item, as the writer leaves it (positions and version included)."""
+    """One rollup item, as the writer leaves it (positions and version included), written
+    now (`updated_ms`: the cache of `reports serve` finds it by that)."""
     item: dict[str, object] = {
         "program_id": {"S": program_id},
         "bucket": {"S": bucket},
         "counts": {"M": {name: {"N": str(value)} for name, value in counts.items()}},
         "positions": {"M": {"shardId-000000000000": {"S": "1".zfill(64)}}},
-        "version": {"N": "1"},
-        "updated_ms": {"N": "1700000000000"},
+        "version": {"N": str(version)},
+        "updated_ms": {"N": str(time.time_ns() // 1_000_000)},
     }
     if visitors:
         item["uniques"] = {"B": sketch_of(visitors)}
