@@ -271,6 +271,7 @@ async def timed(
     """CPU seconds of this thread in `process()` over the batches, one after the other as one
     worker's readers hand them over."""
     gc.collect()  # no collection of the previous round's garbage inside this one
+    gc.freeze()  # as `consumers events` does once started (consumers/worker.py)
     spent = 0.0
     for shard, records in batches:
         started = time.thread_time()
@@ -374,10 +375,17 @@ def units(recorder: RecordingCalls, attempts: float, events: int) -> dict[str, A
     """Write and read units of the timed rounds' rollup calls (`attempts`: the writes and the
     conflicts counted, every one a PutItem that costs its units), and the copies check's."""
     sizes = [item_size(new) for new, _ in recorder.writes]
-    write_units = sum(
+    table_units = sum(
         math.ceil(max(item_size(new), item_size(old) if old else 0) / KIB)
         for new, old in recorder.writes
     )
+    # The `changes` index (projection ALL, sort key updated_ms) moves its entry on every write:
+    # the old entry is deleted and the new one put, each at its item's size.
+    index_units = sum(
+        math.ceil(item_size(new) / KIB) + (math.ceil(item_size(old) / KIB) if old else 0)
+        for new, old in recorder.writes
+    )
+    write_units = table_units + index_units
     read_units = sum(
         max(1, math.ceil(item_size(item) / READ_UNIT_BYTES)) if item else 1
         for item in recorder.reads
@@ -391,6 +399,8 @@ def units(recorder: RecordingCalls, attempts: float, events: int) -> dict[str, A
         "item_bytes_median": round(statistics.median(sizes)) if sizes else None,
         "item_bytes_max": max(sizes, default=None),
         "write_units_per_event": round(write_units / events, 5),
+        "table_write_units_per_event": round(table_units / events, 5),
+        "index_write_units_per_event": round(index_units / events, 5),
         "rollup_read_units_per_event": round(read_units / events, 5),
         "copies_read_units_per_event": 1.0,  # one consistent read per event, items under 4 KB
         "read_units_per_event": round(1.0 + read_units / events, 5),

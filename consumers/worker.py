@@ -10,6 +10,7 @@ released so that other workers take the shards over at once, and the process exi
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from contextlib import AsyncExitStack
@@ -51,6 +52,11 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
         kinesis, dynamodb = await open_clients(settings, stack)
         tables = tables_used(settings, kind, leases=True)
         await check_tables(dynamodb, settings, tables, TABLE_CHECK_ATTEMPTS)
+        # What is loaded now (botocore's service models, the clients, our modules) lives as long
+        # as the process: frozen, no later collection walks it again, and a batch's garbage
+        # costs only itself.
+        gc.collect()
+        gc.freeze()
         dead_letters = DeadLetterTable(
             dynamodb, settings.dead_letter_table, metrics, ttl_days=settings.dead_letter_ttl_days
         )
