@@ -157,16 +157,32 @@ async def test_a_kill_between_the_items_and_the_counters_counts_once(
     assert await rollup_counts(settings) == expected_counts(payloads)
 
 
-async def test_two_workers_racing_on_one_shard_count_once(settings: ConsumerSettings) -> None:
-    """A worker whose lease expired while it was still writing, and its successor."""
+@pytest.mark.parametrize("order", ["together", "old first", "successor first"])
+@pytest.mark.parametrize("successor_ahead", [False, True])
+async def test_two_workers_racing_on_one_shard_count_once(
+    settings: ConsumerSettings, successor_ahead: bool, order: str
+) -> None:
+    """A worker whose lease expired while it was still writing, and its successor. The
+    successor starts where the checkpoint is, which is where the old worker's batch starts
+    (the old one has not checkpointed it): the two batches overlap from their start. Or the
+    successor has already stored and counted that much and is on its next batch."""
     payloads = mixed_events(400)
     records = as_records(payloads)
     async with processor(settings) as old, processor(settings) as new:
-        await asyncio.gather(
-            old.process(SHARD, records[:250]),
-            new.process(SHARD, records[100:]),
-            new.process(OTHER_SHARD, as_records(mixed_events(100, start_ms=NOW_MS + 7))),
-        )
+        successor = records
+        if successor_ahead:
+            await new.process(SHARD, records[:100])
+            successor = records[100:]
+        other = new.process(OTHER_SHARD, as_records(mixed_events(100, start_ms=NOW_MS + 7)))
+        if order == "together":
+            await asyncio.gather(
+                old.process(SHARD, records[:250]), new.process(SHARD, successor), other
+            )
+        else:
+            pair = [old.process(SHARD, records[:250]), new.process(SHARD, successor)]
+            for step in pair if order == "old first" else pair[::-1]:
+                await step
+            await other
     counts = await rollup_counts(settings)
     assert (
         counts.total()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from tracker.devstack.demo_traffic import send_demo_traffic
 from tracker.devstack.processes import (
     LOOPBACK,
     REPO_ROOT,
@@ -126,6 +127,9 @@ class LocalStack:
         )
         self.started.append(reports.start())
         self.report_key = self._create_report_key(_demo_customer())
+        if os.environ.get("LOCAL_DEMO_TRAFFIC", "1") != "0":
+            sent = send_demo_traffic(self.tracker_port, (DEMO_PROGRAM, "demo-books"))
+            print(f"[stack] demo traffic: {sent.pixels} pixels, {sent.clicks} clicks", flush=True)
 
     def _command(self, name: str) -> list[str]:
         return [sys.executable, "-m", name]
