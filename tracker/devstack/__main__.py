@@ -127,9 +127,14 @@ class LocalStack:
         )
         self.started.append(reports.start())
         self.report_key = self._create_report_key(_demo_customer())
-        if os.environ.get("LOCAL_DEMO_TRAFFIC", "1") != "0":
-            sent = send_demo_traffic(self.tracker_port, (DEMO_PROGRAM, "demo-books"))
-            print(f"[stack] demo traffic: {sent.pixels} pixels, {sent.clicks} clicks", flush=True)
+        self._send_demo_traffic()
+
+    def _send_demo_traffic(self) -> None:
+        """A few hundred pixels and clicks, so that the dashboard shows something at once."""
+        if os.environ.get("LOCAL_DEMO_TRAFFIC", "1") == "0":
+            return
+        sent = send_demo_traffic(self.tracker_port, (DEMO_PROGRAM, "demo-books"))
+        print(f"[stack] demo traffic: {sent.pixels} pixels, {sent.clicks} clicks", flush=True)
 
     def _command(self, name: str) -> list[str]:
         return [sys.executable, "-m", name]
