@@ -26,7 +26,8 @@ from reports.report import Report, build_report, report_json, row_json
 from reports.rollups import RollupReader
 from reports.settings import ReportSettings
 from reports.show import run_show, show
-from tests.test_rollup_reader import create_rollup_table, put_items, rollup_item
+from tests.support.report_stack import create_rollup_table
+from tests.test_rollup_reader import put_items, rollup_item
 from tracker.devstack.processes import free_port
 
 if TYPE_CHECKING:

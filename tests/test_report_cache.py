@@ -23,8 +23,8 @@ from reports.query import ReportQuery, parse_query
 from reports.report import Report, build_report
 from reports.rollups import BucketRow, RollupReader
 from tests.support.consumers import consumer_env
-from tests.support.report_stack import sketch_of
-from tests.test_rollup_reader import create_rollup_table, put_items, rollup_item
+from tests.support.report_stack import create_rollup_table, sketch_of
+from tests.test_rollup_reader import put_items, rollup_item
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

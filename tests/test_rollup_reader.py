@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -18,7 +17,7 @@ from aiobotocore.session import get_session
 from reports.periods import bucket_name
 from reports.rollups import BucketRow, RollupReader, StoreUnavailable, bucket_row, open_dynamodb
 from reports.settings import ReportSettings
-from tests.support.report_stack import CHANGES_INDEX_SPEC
+from tests.support.report_stack import create_rollup_table
 from tracker.devstack.processes import free_port
 from tracker.envconfig import SettingsError
 from tracker.settings import AwsSettings
@@ -27,26 +26,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 START = datetime(2026, 3, 29, tzinfo=UTC)
-
-
-async def create_rollup_table(dynamodb: DynamoDBClient) -> str:
-    """A fresh rollup table of docs/reporting.md's key schema, with its index `changes`."""
-    name = f"rollups-{uuid.uuid4().hex[:12]}"
-    await dynamodb.create_table(
-        TableName=name,
-        KeySchema=[
-            {"AttributeName": "program_id", "KeyType": "HASH"},
-            {"AttributeName": "bucket", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "program_id", "AttributeType": "S"},
-            {"AttributeName": "bucket", "AttributeType": "S"},
-            {"AttributeName": "updated_ms", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[CHANGES_INDEX_SPEC],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
 
 
 def rollup_item(

@@ -70,10 +70,12 @@ CHANGES_INDEX_SPEC: Any = {
 }
 
 
-async def create_tables(client: DynamoDBClient, tables: Tables) -> None:
-    """Both tables keyed as docs/reporting.md fixes them, the rollups' index included."""
+async def create_rollup_table(client: DynamoDBClient, name: str | None = None) -> str:
+    """A rollup table of docs/reporting.md's key schema, with its index `changes` (a fresh
+    name unless one is given); its name."""
+    name = name or f"rollups-{uuid.uuid4().hex[:12]}"
     await client.create_table(
-        TableName=tables.rollups,
+        TableName=name,
         KeySchema=[
             {"AttributeName": "program_id", "KeyType": "HASH"},
             {"AttributeName": "bucket", "KeyType": "RANGE"},
@@ -86,6 +88,12 @@ async def create_tables(client: DynamoDBClient, tables: Tables) -> None:
         GlobalSecondaryIndexes=[CHANGES_INDEX_SPEC],
         BillingMode="PAY_PER_REQUEST",
     )
+    return name
+
+
+async def create_tables(client: DynamoDBClient, tables: Tables) -> None:
+    """Both tables keyed as docs/reporting.md fixes them, the rollups' index included."""
+    await create_rollup_table(client, tables.rollups)
     await client.create_table(
         TableName=tables.keys,
         KeySchema=[{"AttributeName": "key_id", "KeyType": "HASH"}],
