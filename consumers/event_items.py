@@ -107,14 +107,14 @@ def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
         "program_id": {"S": event.programid},
         "event_key": {"S": event_key(event)},
         "message_id": {"S": event.message_id},
-        "event_type": {"S": _enum_name(pb.EventType, event.event_type)},
+        "event_type": {"S": enum_name(pb.EventType, event.event_type)},
         "timestamp_ms": {"N": str(event.timestamp_ms)},
         "is_valid": {"BOOL": event.is_valid},
-        "validation": {"S": _enum_name(pb.Validation, event.validation)},
+        "validation": {"S": enum_name(pb.Validation, event.validation)},
         "customer_id": {"N": str(event.customer_id)},
-        "consent": {"S": _enum_name(pb.Consent, event.consent)},
+        "consent": {"S": enum_name(pb.Consent, event.consent)},
         "gpc": {"BOOL": event.gpc},
-        "ivt": {"S": _enum_name(pb.InvalidTraffic, event.ivt)},
+        "ivt": {"S": enum_name(pb.InvalidTraffic, event.ivt)},
         "billable": {"BOOL": event.billable},
         "expires_at": {"N": str(event.timestamp_ms // 1000 + rules.ttl_days * DAY_SECONDS)},
     }
@@ -139,7 +139,7 @@ def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
     return item
 
 
-def _enum_name(enum: Any, number: int) -> str:
+def enum_name(enum: Any, number: int) -> str:
     try:
         return str(enum.Name(number))
     except ValueError:

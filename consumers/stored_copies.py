@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from consumers.dynamodb_batch import BATCH_GET_LIMIT, GetAnswer, GetRequest
 from consumers.event_items import Item
+from consumers.events_writer import item_key
 from consumers.metrics import ConsumerMetrics
 from consumers.retrying import UnprocessedItemsError, with_retries
 from tracker.backoff import backoff_delay
@@ -38,10 +39,6 @@ ItemKey = tuple[str, str]
 
 def origin(shard_id: str, sequence_number: str, sub_index: int | None) -> str:
     return f"{shard_id}:{sequence_number}:{sub_index or 0}"
-
-
-def item_key(item: Item | dict[str, Any]) -> ItemKey:
-    return item["program_bucket"]["S"], item["event_key"]["S"]
 
 
 class StoredCopies:

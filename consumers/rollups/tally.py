@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from consumers.event_items import enum_name
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 BUCKET_SECONDS = 900  # every zone's offset is a whole number of quarter hours
@@ -69,14 +70,14 @@ def counted(event: pb.TrackingEvent, sequence_number: str) -> Counted:
 @functools.lru_cache(maxsize=1024)
 def _names(kind: int, billable: bool, ivt: int, validation: int) -> tuple[str, ...]:
     """The counters an event of this kind adds to: a few dozen combinations in all."""
-    names = [f"validation.{_name(pb.Validation, validation)}"]
+    names = [f"validation.{enum_name(pb.Validation, validation)}"]
     kinds = _TYPE_COUNTS.get(kind)  # type: ignore[call-overload]
     if kinds is not None:
         names.append(kinds[0])
         if billable and kinds[1] is not None:
             names.append(kinds[1])
     if ivt != pb.IVT_NONE:
-        names.append(f"ivt.{_name(pb.InvalidTraffic, ivt)}")
+        names.append(f"ivt.{enum_name(pb.InvalidTraffic, ivt)}")
     return tuple(names)
 
 
@@ -86,10 +87,3 @@ def fold(events: Iterable[tuple[pb.TrackingEvent, str]]) -> dict[RollupKey, list
     for event, sequence_number in events:
         groups.setdefault(rollup_key(event), []).append(counted(event, sequence_number))
     return groups
-
-
-def _name(enum: object, number: int) -> str:
-    try:
-        return str(enum.Name(number))  # type: ignore[attr-defined]
-    except ValueError:
-        return f"UNKNOWN_{number}"  # a newer producer's value: counted under its number
