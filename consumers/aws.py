@@ -9,6 +9,7 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from consumers.attribution.table import Calls
 from consumers.dynamodb_batch import BatchGetItem, BatchWriteItem, Endpoint
 from consumers.dynamodb_item import GetItem, ItemCalls, PutItem
 from consumers.settings import ConsumerSettings
@@ -76,6 +77,10 @@ async def open_lean_calls(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> Le
     return LeanCalls(
         BatchWriteItem(http, endpoint, credentials), BatchGetItem(http, endpoint, credentials), item
     )
+
+
+def attribution_calls(lean: LeanCalls) -> Calls:
+    return Calls(lean.get, lean.write, lean.item)
 
 
 async def open_batch_write(dynamodb: DynamoDBClient, stack: AsyncExitStack) -> BatchWriteItem:

@@ -30,6 +30,10 @@ _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # What tracker.privacy.keys.user_key gives. Checked because it is an index key and a lookup key:
 # anything else would make DynamoDB refuse the lookup of a whole batch.
 USER_KEY = re.compile(r"[0-9a-f]{32}")
+_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_VALUE_MICROS = 10**18  # a value below 10^12, in millionths
+MAX_WINDOW_DAYS = 90
 MAX_TIMESTAMP_MS = 10**13  # year 2286: anything larger is not a real receive time
 DAY_SECONDS = 86_400
 # The tracker bounds every field; its events stay below 16 KiB. Anything far larger is foreign
@@ -81,6 +85,22 @@ def _problem(event: pb.TrackingEvent) -> str | None:
         return f"bad timestamp_ms {event.timestamp_ms}"
     if event.user_key and not USER_KEY.fullmatch(event.user_key):
         return "bad user_key (not 32 lowercase hex digits)"
+    return _conversion_problem(event)
+
+
+def _conversion_problem(event: pb.TrackingEvent) -> str | None:
+    """The fields attribution keys on: bounded as the tracker bounds them, so that no foreign
+    record can make a key DynamoDB refuses (which would hold up the whole batch)."""
+    if event.click_id and not _MESSAGE_ID.fullmatch(event.click_id):
+        return "bad click_id"
+    if event.order_id and not _ORDER_ID.fullmatch(event.order_id):
+        return "bad order_id"
+    if event.currency and not _CURRENCY.fullmatch(event.currency):
+        return "bad currency"
+    if not 0 <= event.value_micros < MAX_VALUE_MICROS:
+        return f"bad value_micros {event.value_micros}"
+    if not 0 <= event.attribution_window_days <= MAX_WINDOW_DAYS:
+        return f"bad attribution_window_days {event.attribution_window_days}"
     return None
 
 
@@ -134,9 +154,27 @@ def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
             item[name] = {"S": value}
     if event.requested_customer_id:
         item["requested_customer_id"] = {"N": str(event.requested_customer_id)}
+    if event.event_type == pb.CONVERSION:
+        _conversion_fields(event, item)
+    elif event.attribution_window_days:
+        item["attribution_window_days"] = {"N": str(event.attribution_window_days)}
     if event.params:
         item["params"] = {"M": {k: {"S": v} for k, v in event.params.items()}}
     return item
+
+
+def _conversion_fields(event: pb.TrackingEvent, item: dict[str, Any]) -> None:
+    """A conversion's own fields, each only when set; the click id only with consent (the
+    tracker leaves it out then; a foreign producer's is not kept either)."""
+    consented = event.consent != pb.CONSENT_DENIED and not event.gpc
+    if event.click_id and consented:
+        item["click_id"] = {"S": event.click_id}
+    for name in ("order_id", "currency"):
+        value = getattr(event, name)
+        if value:
+            item[name] = {"S": value}
+    if event.value_micros:
+        item["value_micros"] = {"N": str(event.value_micros)}
 
 
 def enum_name(enum: Any, number: int) -> str:

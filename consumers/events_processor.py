@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from consumers.attribution.decider import Settled, StreamAttribution, conversion_amounts
+from consumers.attribution.table import AttributionTable, botocore_calls
+from consumers.aws import attribution_calls
 from consumers.dead_letters import DeadLetter, DeadLetterTable
 from consumers.event_items import (
     EventFormatError,
@@ -80,13 +83,15 @@ class Rollups(NamedTuple):
 
 class EventStores(NamedTuple):
     """Where the processor puts what it reads: the events, the records it cannot decode, the
-    suppression list that keeps a suppressed user's events out (None: not checked), and the
-    rollups (None: none kept)."""
+    suppression list that keeps a suppressed user's events out (None: not checked), the
+    rollups (None: none kept) and conversion attribution (None: none; it needs the rollups'
+    copy check)."""
 
     events: EventsWriter
     dead_letters: DeadLetterTable
     suppression: Suppression | None = None
     rollups: Rollups | None = None
+    attribution: StreamAttribution | None = None
 
 
 class EventsProcessor:
@@ -100,6 +105,7 @@ class EventsProcessor:
         self._rules = rules
         self._suppression = stores.suppression
         self._rollups = stores.rollups
+        self._attribution = stores.attribution
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
         started = time.perf_counter()
@@ -107,14 +113,14 @@ class EventsProcessor:
         for record in records:
             self._decode(shard_id, record, batch)
         verdict = await self._admit(batch)
-        if self._rollups is not None:
-            batch.items = await self._rollups.copies.firsts(batch.items)
+        settled = await self._settle(batch)
         rejected, *_ = await asyncio.gather(
             self._writer.write(batch.items),
+            self._record_clicks(settled),
             *(self._dead_letters.put(letter) for letter in batch.letters),
         )
         await asyncio.gather(*(self._dead_letters.put(batch.refused(r)) for r in rejected))
-        await self._count(shard_id, batch, rejected)
+        await self._count(shard_id, batch, rejected, settled)
         await self._confirm(verdict, batch.items)
         self._metrics.records.inc(len(records))
         self._metrics.batch_seconds.observe(time.perf_counter() - started)
@@ -128,14 +134,34 @@ class EventsProcessor:
             },
         )
 
-    async def _count(self, shard_id: str, batch: _Batch, rejected: list[Rejected]) -> None:
+    async def _settle(self, batch: _Batch) -> Settled | None:
+        """Drop copies of stored events (the rollups' check), then decide the conversions."""
+        if self._rollups is None:
+            return None
+        firsts = await self._rollups.copies.firsts(batch.items)
+        batch.items = firsts.items
+        if self._attribution is None:
+            return None
+        events = {key: event for key, (_, event) in batch.origins.items()}
+        settled = await self._attribution.settle(batch.items, firsts.stored, events)
+        batch.items = settled.items
+        return settled
+
+    async def _record_clicks(self, settled: Settled | None) -> None:
+        if self._attribution is not None and settled is not None and settled.clicks:
+            await self._attribution.record_clicks(settled.clicks)
+
+    async def _count(
+        self, shard_id: str, batch: _Batch, rejected: list[Rejected], settled: Settled | None
+    ) -> None:
         """Add the stored events to the rollups (after the write: a record whose item is not
         stored yet must not be counted, or a kill between the two would count it twice)."""
         if self._rollups is None:
             return
         refused = {item_key(r.item) for r in rejected}
         stored = [batch.origins[k] for i in batch.items if (k := item_key(i)) not in refused]
-        groups = fold((event, letter.sequence_number) for letter, event in stored)
+        amounts = conversion_amounts(settled, (event for _, event in stored))
+        groups = fold(((event, letter.sequence_number) for letter, event in stored), amounts)
         await self._rollups.writer.apply(shard_id, groups)
 
     async def _admit(self, batch: _Batch) -> Verdict | None:
@@ -237,6 +263,20 @@ def build_events_processor(
                 dynamodb, settings.rollup_table, metrics, max_attempts, lean and lean.item
             ),
         ),
+        _attribution(settings, dynamodb, metrics, max_attempts, lean),
     )
     rules = ItemRules(settings.events_ttl_days, settings.events_table_buckets)
     return EventsProcessor(settings.event_stream, stores, metrics, rules)
+
+
+def _attribution(
+    settings: ConsumerSettings,
+    dynamodb: DynamoDBClient,
+    metrics: ConsumerMetrics,
+    max_attempts: int | None,
+    lean: LeanCalls | None,
+) -> StreamAttribution:
+    calls = botocore_calls(dynamodb) if lean is None else attribution_calls(lean)
+    table = AttributionTable(settings.attribution.table, calls, metrics, max_attempts)
+    wait = settings.attribution.match_wait_seconds
+    return StreamAttribution(table, settings.events_table, wait, metrics)

@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
 BATCH_LIMIT = 25  # DynamoDB BatchWriteItem limit
 CONCURRENT_BATCHES = 4
-__all__ = ["BatchWrite", "EventsWriter", "Rejected", "UnprocessedItemsError", "item_key"]
+__all__ = [
+    "BatchWrite",
+    "EventsWriter",
+    "Rejected",
+    "UnprocessedItemsError",
+    "botocore_batch_write",
+    "item_key",
+]
 # One BatchWriteItem for one table: (table, write requests) -> the requests left unprocessed.
 BatchWrite = Callable[[str, list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
@@ -51,7 +58,7 @@ class EventsWriter:
         batch_write: BatchWrite | None = None,
     ) -> None:
         self._dynamodb = dynamodb
-        self._send = batch_write or self._botocore_batch_write
+        self._send = batch_write or botocore_batch_write(dynamodb)
         self._table = table
         self._metrics = metrics
         self._max_attempts = max_attempts
@@ -116,11 +123,15 @@ class EventsWriter:
         )
         return cast("list[WriteRequestTypeDef]", left)
 
-    async def _botocore_batch_write(
-        self, table: str, requests: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        response = await self._dynamodb.batch_write_item(
+
+def botocore_batch_write(dynamodb: DynamoDBClient) -> BatchWrite:
+    """BatchWriteItem through a botocore client (where no lean call is opened)."""
+
+    async def call(table: str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        response = await dynamodb.batch_write_item(
             RequestItems={table: cast("list[WriteRequestTypeDef]", requests)}
         )
         left = response.get("UnprocessedItems", {}).get(table, [])
         return cast("list[dict[str, Any]]", list(left))
+
+    return call

@@ -18,17 +18,22 @@ its one-line message, logged: Lambda retries the batch (its records stay in the 
 invocation checks again, until the table is put right. A check that gets no answer in time
 reports the batch's first record, like a chunk that could not be stored.
 
-Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers.programs_handler`.
+Handlers: `consumers.lambda_handlers.events_handler`, `consumers.lambda_handlers.programs_handler`,
+and `consumers.lambda_handlers.match_handler`, run on a schedule, for the parked conversions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
 
 import uvloop
 
+from consumers.attribution.matcher import build_matcher
+from consumers.aws import open_dynamodb
 from consumers.lambda_batch import deadline_of, parse_event, process_in_order
+from consumers.metrics import ConsumerMetrics
 from consumers.processors import Kind, OpenedProcessors
 from consumers.provision import UnusableTableError
 from consumers.retrying import TRANSIENT
@@ -140,3 +145,18 @@ def events_handler(event: object, context: object = None) -> BatchResponse:
 
 def programs_handler(event: object, context: object = None) -> BatchResponse:
     return ENVIRONMENT.handle(event, context, "programs")
+
+
+def match_handler(event: object, context: object = None) -> dict[str, int]:
+    """Scheduled (every minute, infra/): decide the parked conversions that can be decided now
+    (consumers/attribution/matcher.py). The scheduled event itself says nothing we need."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_match_once(ConsumerSettings.from_env()))
+
+
+async def _match_once(settings: ConsumerSettings) -> dict[str, int]:
+    configure_logging(settings.log_level)
+    async with AsyncExitStack() as stack:
+        dynamodb = await open_dynamodb(settings, stack)
+        decided = await build_matcher(settings, dynamodb, ConsumerMetrics()).look()
+    return {"decided": decided}

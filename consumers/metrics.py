@@ -40,6 +40,7 @@ class ConsumerMetrics:
             "consumer_write_errors", "Failed DynamoDB or Redis calls (retried)", registry=r
         )
         self._define_rollup_metrics(r)
+        self._define_attribution_metrics(r)
         self.batch_seconds = Histogram(
             "consumer_batch_seconds",
             "Time to persist one GetRecords batch",
@@ -90,5 +91,29 @@ class ConsumerMetrics:
         self.duplicate_events = Counter(
             "consumer_duplicate_events",
             "Events whose message id was stored before from another record (not counted again)",
+            registry=r,
+        )
+
+    def _define_attribution_metrics(self, r: CollectorRegistry) -> None:
+        self.conversions_decided = Counter(
+            "consumer_conversions_decided",
+            "Conversions given a final attribution, by attribution and by who decided "
+            "(stream: as read; match: after waiting for the click)",
+            ["attribution", "by"],
+            registry=r,
+        )
+        self.conversions_parked = Counter(
+            "consumer_conversions_parked",
+            "Conversions parked to wait for their click",
+            registry=r,
+        )
+        self.conversions_waiting = Gauge(
+            "consumer_conversions_waiting",
+            "Parked conversions seen in the last look (all workers' together)",
+            registry=r,
+        )
+        self.match_conflicts = Counter(
+            "consumer_match_conflicts",
+            "Decisions of parked conversions that lost a race and were looked at again",
             registry=r,
         )

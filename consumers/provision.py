@@ -104,7 +104,8 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
     `entry` (consumers/privacy_table.py). Rollups by `program_id` and `bucket` (the UTC start
     of a quarter hour), with the index `changes` (partition `program_id`, sort `updated_ms`,
     every attribute) that finds a program's items written since a moment; report keys by
-    `key_id` (docs/reporting.md).
+    `key_id` (docs/reporting.md). Attribution by `pk` and `sk`: click records, dedupe markers
+    and parked conversions (consumers/attribution/records.py).
     """
     events = _keyed(("program_bucket", "HASH"), ("event_key", "RANGE"))
     events["AttributeDefinitions"].append(USER_KEY_ATTRIBUTE)
@@ -119,6 +120,7 @@ def table_specs(settings: ConsumerSettings) -> dict[str, dict[str, Any]]:
         settings.privacy.table: _keyed(("user_key", "HASH"), ("entry", "RANGE")),
         settings.rollup_table: rollups,
         settings.report_keys_table: _keyed(("key_id", "HASH")),
+        settings.attribution.table: _keyed(("pk", "HASH"), ("sk", "RANGE")),
     }
 
 
@@ -153,7 +155,12 @@ async def provision(settings: ConsumerSettings) -> dict[str, str]:
             if done[f"table:{index.table}"] == "created":
                 outcome = "created"  # with the table
             done[f"index:{index.table}/{index.name}"] = outcome
-        for table in (settings.events_table, settings.dead_letter_table, settings.privacy.table):
+        for table in (
+            settings.events_table,
+            settings.dead_letter_table,
+            settings.privacy.table,
+            settings.attribution.table,
+        ):
             await _ensure_ttl(dynamodb, table)
         return done
 

@@ -50,6 +50,15 @@ class RedriveSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionSettings:
+    """Conversion attribution (docs/attribution.md)."""
+
+    table: str  # ATTRIBUTION_TABLE: click records, dedupe markers, parked conversions
+    match_wait_seconds: int  # MATCH_WAIT_SECONDS: how long a conversion waits for its click
+    match_poll_seconds: float  # MATCH_POLL_MS: how often a worker looks at parked conversions
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     aws: AwsSettings
     redis_url: str
@@ -66,6 +75,7 @@ class ConsumerSettings:
     events_ttl_days: int
     dead_letter_ttl_days: int
     privacy: PrivacySettings
+    attribution: AttributionSettings
     leases: LeaseSettings
     redrive: RedriveSettings
     poll_seconds: float
@@ -100,6 +110,7 @@ class ConsumerSettings:
                 "DEAD_LETTER_TTL_DAYS", 14, minimum=1, maximum=DAYS_MAX
             ),
             privacy=_privacy_settings(env),
+            attribution=_attribution_settings(env),
             leases=_lease_settings(env),
             redrive=_redrive_settings(env),
             poll_seconds=env.integer("CONSUMER_POLL_MS", 1000, minimum=10, maximum=60_000) / 1000,
@@ -118,6 +129,14 @@ def _lease_settings(env: EnvReader) -> LeaseSettings:
         duration_seconds=duration,
         renew_seconds=duration / 3,
         discovery_seconds=env.number("SHARD_DISCOVERY_SECONDS", 10, minimum=0.1, maximum=3600),
+    )
+
+
+def _attribution_settings(env: EnvReader) -> AttributionSettings:
+    return AttributionSettings(
+        table=env.name("ATTRIBUTION_TABLE", "tracking-attribution"),
+        match_wait_seconds=env.integer("MATCH_WAIT_SECONDS", 900, minimum=0, maximum=86_400),
+        match_poll_seconds=env.integer("MATCH_POLL_MS", 5000, minimum=10, maximum=600_000) / 1000,
     )
 
 

@@ -9,6 +9,9 @@ another record is a copy and is neither written again (the first record stays it
 counted again; an item written from this same record is this record delivered again, and the
 rollups' positions decide whether it still needs counting (consumers/rollups/state.py).
 
+A conversion's decision is read with its origin (consumers/attribution/decider.py): a
+redelivered conversion keeps the attribution it was given.
+
 Cost: one strongly consistent read unit per event (items stay under 4 KB), in calls of 100
 keys, sent as one JSON body without botocore's per-item work (consumers/dynamodb_batch.py).
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from consumers.dynamodb_batch import BATCH_GET_LIMIT, GetAnswer, GetRequest
 from consumers.event_items import Item
@@ -32,9 +35,18 @@ if TYPE_CHECKING:
 
 ORIGIN = "stream_record"
 KEY_NAMES = ("program_bucket", "event_key")
+# A stored conversion's decision (consumers/attribution/decider.py DECISION_FIELDS).
+DECISION_FIELDS = ("attribution", "attribution_by", "click_timestamp_ms", "click_billable")
 CONCURRENT_CALLS = 4
 BatchGet = Callable[[str, GetRequest], Awaitable[GetAnswer]]
 ItemKey = tuple[str, str]
+
+
+class Firsts(NamedTuple):
+    items: list[Item]  # to store and count
+    # Those of `items` the table holds already (written from the same record before): their
+    # origin, key and decision attributes.
+    stored: dict[ItemKey, Item]
 
 
 def origin(shard_id: str, sequence_number: str, sub_index: int | None) -> str:
@@ -55,7 +67,7 @@ class StoredCopies:
         self._max_attempts = max_attempts
         self._slots = asyncio.Semaphore(CONCURRENT_CALLS)
 
-    async def firsts(self, items: Sequence[Item]) -> list[Item]:
+    async def firsts(self, items: Sequence[Item]) -> Firsts:
         """The items to store and count: the first of each key in the batch, unless the table
         holds that key from another record."""
         first: dict[ItemKey, Item] = {}
@@ -64,15 +76,14 @@ class StoredCopies:
         keys = list(first)
         chunks = [keys[n : n + BATCH_GET_LIMIT] for n in range(0, len(keys), BATCH_GET_LIMIT)]
         found = await asyncio.gather(*(self._origins(_request(chunk)) for chunk in chunks))
-        stored = {key: where for chunk in found for key, where in chunk.items()}
-        kept = [i for k, i in first.items() if stored.get(k, i[ORIGIN]["S"]) == i[ORIGIN]["S"]]
+        stored = {key: item for chunk in found for key, item in chunk.items()}
+        kept = [i for k, i in first.items() if _origin(stored.get(k), i) == i[ORIGIN]["S"]]
         self._metrics.duplicate_events.inc(len(items) - len(kept))
-        return kept
+        return Firsts(kept, {k: stored[k] for k in map(item_key, kept) if k in stored})
 
-    async def _origins(self, request: GetRequest) -> dict[ItemKey, str]:
-        """Key -> the record that wrote it, for the keys the table holds (an item written before
-        items recorded their origin counts as written by whoever asks)."""
-        origins: dict[ItemKey, str] = {}
+    async def _origins(self, request: GetRequest) -> dict[ItemKey, Item]:
+        """Key -> the stored item (its projected attributes), for the keys the table holds."""
+        origins: dict[ItemKey, Item] = {}
         attempt = 0
         async with self._slots:
             while request.keys or request.keys_json:
@@ -82,7 +93,7 @@ class StoredCopies:
                     self._max_attempts,
                     self._metrics.write_errors.inc,
                 )
-                origins.update((item_key(i), i[ORIGIN]["S"]) for i in answer.items if ORIGIN in i)
+                origins.update((item_key(i), i) for i in answer.items)
                 request = GetRequest(answer.unprocessed, request.attributes)
                 attempt += 1
                 if request.keys:
@@ -95,6 +106,14 @@ class StoredCopies:
         await asyncio.sleep(backoff_delay(attempt))
 
 
+def _origin(stored: Item | None, item: Item) -> str:
+    """The record that wrote the stored item: an item written before items recorded their
+    origin counts as written by whoever asks."""
+    if stored is None or ORIGIN not in stored:
+        return str(item[ORIGIN]["S"])
+    return str(stored[ORIGIN]["S"])
+
+
 def _request(keys: list[ItemKey]) -> GetRequest:
     """The lookup of `keys`, their JSON written by hand: every part of a key is made of the
     characters decode_event allows in program and message ids, digits and '#', none of which
@@ -103,7 +122,7 @@ def _request(keys: list[ItemKey]) -> GetRequest:
         f'{{"program_bucket":{{"S":"{bucket}"}},"event_key":{{"S":"{key}"}}}}'
         for bucket, key in keys
     )
-    return GetRequest([], (*KEY_NAMES, ORIGIN), keys_json=f"[{text}]")
+    return GetRequest([], (*KEY_NAMES, ORIGIN, *DECISION_FIELDS), keys_json=f"[{text}]")
 
 
 def botocore_batch_get(dynamodb: DynamoDBClient) -> BatchGet:

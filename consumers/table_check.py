@@ -34,7 +34,12 @@ if TYPE_CHECKING:
 def tables_used(settings: ConsumerSettings, kind: Kind, leases: bool) -> list[str]:
     """The tables a consumer of `kind` writes or reads by key; `leases`: a worker's lease table.
     The events table first: it is the one an upgrade in place leaves with the old key."""
-    events = [settings.events_table, settings.privacy.table, settings.rollup_table]
+    events = [
+        settings.events_table,
+        settings.privacy.table,
+        settings.rollup_table,
+        settings.attribution.table,
+    ]
     names = events if kind == "events" else []
     names.append(settings.dead_letter_table)
     if leases:

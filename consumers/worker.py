@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
 
-from consumers.aws import open_clients, open_lean_calls
+from consumers.attribution.matcher import Matcher, build_matcher
+from consumers.aws import attribution_calls, open_clients, open_lean_calls
 from consumers.coordinator import Coordinator
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import build_events_processor
@@ -60,12 +61,14 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
         dead_letters = DeadLetterTable(
             dynamodb, settings.dead_letter_table, metrics, ttl_days=settings.dead_letter_ttl_days
         )
+        matcher = None
         if kind == "events":
             stream = settings.event_stream
             lean = await open_lean_calls(dynamodb, stack)
             processor: RecordProcessor = build_events_processor(
                 settings, dynamodb, dead_letters, metrics, lean=lean
             )
+            matcher = build_matcher(settings, dynamodb, metrics, attribution_calls(lean))
         else:
             stream = settings.program_stream
             client = redis.Redis.from_url(
@@ -89,8 +92,22 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
             "consumer started",
             extra={"kind": kind, "stream": stream, "worker": settings.leases.worker_id},
         )
-        await coordinator.run()
+        await _run_with_matcher(coordinator, matcher)
     log.info("consumer stopped", extra={"kind": kind})
+
+
+async def _run_with_matcher(coordinator: Coordinator, matcher: Matcher | None) -> None:
+    """The shards, and beside them the parked conversions (events workers only)."""
+    if matcher is None:
+        await coordinator.run()
+        return
+    stopping = asyncio.Event()
+    looking = asyncio.create_task(matcher.run(stopping), name="matcher")
+    try:
+        await coordinator.run()
+    finally:
+        stopping.set()
+        await looking
 
 
 def _coordinator(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,10 @@ class RollupState:
     sketch: bytes | None = None
     positions: dict[str, str] = field(default_factory=dict)
     version: int = 0  # 0: no item yet
+    # Parked conversions the matcher has counted here but not yet marked decided on their item:
+    # message id -> the attribution counted (consumers/attribution/matcher.py). A handful at a
+    # time: each entry goes once its item says the same.
+    late: dict[str, str] = field(default_factory=dict)
 
 
 def unseen(state: RollupState, shard_id: str, events: Sequence[Counted]) -> list[Counted]:
@@ -40,10 +44,25 @@ def added(state: RollupState, shard_id: str, events: Sequence[Counted]) -> Rollu
     """The state with `events` (all unseen) counted; `state` itself is left as it was."""
     counts = Counter(state.counts)
     counts.update(name for event in events for name in event.names)
+    for event in events:
+        if event.amounts:
+            counts.update(event.amounts)
     visitors = [e.visitor for e in events if e.visitor is not None]
     positions = dict(state.positions)
     positions[shard_id] = max(e.position for e in events)
-    return RollupState(dict(counts), _merged(state.sketch, visitors), positions, state.version)
+    sketch = _merged(state.sketch, visitors)
+    return RollupState(dict(counts), sketch, positions, state.version, dict(state.late))
+
+
+def with_late(
+    state: RollupState, message_id: str, attribution: str, amounts: Mapping[str, int]
+) -> RollupState:
+    """The state with a parked conversion's decision counted (`amounts` added) and noted in
+    `late`; positions as they were: it is counted by its decision, not by a stream position."""
+    counts = Counter(state.counts)
+    counts.update(amounts)
+    late = {**state.late, message_id: attribution}
+    return RollupState(dict(counts), state.sketch, dict(state.positions), state.version, late)
 
 
 def _merged(sketch: bytes | None, visitors: list[str]) -> bytes | None:
@@ -64,7 +83,8 @@ def from_item(item: dict[str, Any] | None) -> RollupState:
     counts = {k: int(v["N"]) for k, v in item.get("counts", {}).get("M", {}).items()}
     positions = {k: v["S"] for k, v in item.get("positions", {}).get("M", {}).items()}
     sketch = item["uniques"]["B"] if "uniques" in item else None
-    return RollupState(counts, sketch, positions, int(item["version"]["N"]))
+    late = {k: v["S"] for k, v in item.get("late", {}).get("M", {}).items()}
+    return RollupState(counts, sketch, positions, int(item["version"]["N"]), late)
 
 
 def to_item(key: RollupKey, state: RollupState) -> dict[str, Any]:
@@ -79,4 +99,6 @@ def to_item(key: RollupKey, state: RollupState) -> dict[str, Any]:
     }
     if state.sketch is not None:
         item["uniques"] = {"B": state.sketch}
+    if state.late:
+        item["late"] = {"M": {k: {"S": v} for k, v in sorted(state.late.items())}}
     return item

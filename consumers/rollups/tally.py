@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from consumers.event_items import enum_name
@@ -38,6 +38,8 @@ class Counted(NamedTuple):
     position: str  # its record's sequence number, padded to POSITION_DIGITS
     names: tuple[str, ...]  # the counters it adds one to
     visitor: str | None  # its visitor id, when it counts as a unique
+    # What a decided conversion adds: its counter, and its value to its currency's revenue.
+    amounts: Mapping[str, int] | None = None
 
 
 def bucket_name(timestamp_ms: int) -> str:
@@ -60,11 +62,15 @@ def rollup_key(event: pb.TrackingEvent) -> RollupKey:
     return RollupKey(program, bucket_name(event.timestamp_ms))
 
 
-def counted(event: pb.TrackingEvent, sequence_number: str) -> Counted:
+def counted(
+    event: pb.TrackingEvent, sequence_number: str, amounts: Mapping[str, int] | None = None
+) -> Counted:
+    """`amounts`: a conversion's, from its attribution (consumers/attribution/rules.py)."""
     kind, billable = event.event_type, event.billable
     names = _names(kind, billable, event.ivt, event.validation)
     unique = billable and kind in _UNIQUE_TYPES and event.visitor_id
-    return Counted(padded(sequence_number), names, event.visitor_id if unique else None)
+    visitor = event.visitor_id if unique else None
+    return Counted(padded(sequence_number), names, visitor, amounts or None)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -81,9 +87,15 @@ def _names(kind: int, billable: bool, ivt: int, validation: int) -> tuple[str, .
     return tuple(names)
 
 
-def fold(events: Iterable[tuple[pb.TrackingEvent, str]]) -> dict[RollupKey, list[Counted]]:
-    """(event, its record's sequence number) in stream order -> the events per rollup item."""
+def fold(
+    events: Iterable[tuple[pb.TrackingEvent, str]],
+    amounts: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict[RollupKey, list[Counted]]:
+    """(event, its record's sequence number) in stream order -> the events per rollup item;
+    `amounts`: what decided conversions add, by message id."""
     groups: dict[RollupKey, list[Counted]] = {}
+    extra = amounts or {}
     for event, sequence_number in events:
-        groups.setdefault(rollup_key(event), []).append(counted(event, sequence_number))
+        adds = extra.get(event.message_id) if extra else None
+        groups.setdefault(rollup_key(event), []).append(counted(event, sequence_number, adds))
     return groups

@@ -46,6 +46,8 @@ def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int
         "PRIVACY_TABLE": f"privacy-{suffix}",
         "ROLLUP_TABLE": f"rollups-{suffix}",
         "REPORT_KEYS_TABLE": f"report-keys-{suffix}",
+        "ATTRIBUTION_TABLE": f"attribution-{suffix}",
+        "MATCH_POLL_MS": "200",
         "EVENT_STREAM_SHARDS": str(shards),
         "LEASE_DURATION_SECONDS": "3",
         "SHARD_DISCOVERY_SECONDS": "1",
