@@ -12,7 +12,8 @@ logged or put in an error message.
 - erase: suppress, then delete everything, in this order:
 
   1. write the marker;
-  2. delete every item the index lists for the user;
+  2. delete every item the index lists for the user, and the attribution table's click and
+     parked records of those events (consumers/attribution/erasure.py);
   3. wait SUPPRESSION_CACHE_SECONDS + ERASE_MARGIN_SECONDS;
   4. delete again; the result is the number of distinct items deleted by both passes.
 
@@ -34,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, NamedTuple
 
+from consumers.attribution.erasure import AttributionRecords
 from consumers.aws import open_clients
 from consumers.privacy_table import PrivacyTable
 from consumers.settings import ConsumerSettings
@@ -48,6 +50,7 @@ class Privacy(NamedTuple):
     table: PrivacyTable
     items: UserItems
     settle_seconds: float  # erase's wait between its two passes
+    attribution: AttributionRecords  # the click and parked records of the user's events
 
 
 @asynccontextmanager
@@ -59,6 +62,7 @@ async def opened(settings: ConsumerSettings) -> AsyncIterator[Privacy]:
             PrivacyTable(dynamodb, privacy.table, privacy.audit_ttl_days, ATTEMPTS),
             UserItems(dynamodb, settings.events_table, ATTEMPTS),
             privacy.suppression_cache_seconds + privacy.erase_margin_seconds,
+            AttributionRecords(dynamodb, settings.attribution.table, ATTEMPTS),
         )
 
 
@@ -95,4 +99,5 @@ async def _delete_listed(privacy: Privacy, user_key: str, deleted: set[tuple[str
     an item the first pass deleted already: it is counted once)."""
     async for keys in privacy.items.key_pages(user_key):
         await privacy.items.delete(keys)
+        await privacy.attribution.delete_for(keys)
         deleted.update(map(key_id, keys))

@@ -13,13 +13,17 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from consumers import privacy
+from consumers.attribution.erasure import AttributionRecords
 from consumers.attribution.matcher import Matcher, build_matcher
 from consumers.aws import open_clients, open_lean_calls
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import EventsProcessor, build_events_processor
 from consumers.metrics import ConsumerMetrics
+from consumers.privacy_table import PrivacyTable
 from consumers.records import StreamRecord
 from consumers.settings import ConsumerSettings
+from consumers.user_items import UserItems
 from tests.support.consumers import consumer_env, provisioned, scan_table
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -307,3 +311,23 @@ async def test_a_record_redelivered_after_the_matcher_decided_is_left_as_decided
     assert await attributions(settings) == {message_id(early): "ATTRIBUTED"}
     counts = await report_counts(settings)
     assert (counts["conversions"], counts["revenue.EUR"]) == (1, 9)
+
+
+async def test_erasure_deletes_the_users_click_and_parked_records(
+    settings: ConsumerSettings,
+) -> None:
+    user = "ab" * 16  # a user key, as the tracker hashes a uid
+    users_click = click(user_key=user)
+    waiting = conversion("e" * 32, user_key=user, order_id="o-erase")
+    others_click = click()
+    async with stack(settings) as s:
+        await s.processor.process(SHARD, as_records(users_click, others_click, waiting))
+        assert settings.aws.dynamodb_endpoint is not None
+        before = await scan_table(settings.aws.dynamodb_endpoint, settings.attribution.table)
+        assert {i["pk"]["S"].split("#")[0] for i in before} == {"click", "parked"}
+        table = PrivacyTable(s.dynamodb, settings.privacy.table, settings.privacy.audit_ttl_days)
+        items = UserItems(s.dynamodb, settings.events_table)
+        records = AttributionRecords(s.dynamodb, settings.attribution.table, None)
+        assert await privacy.erase(privacy.Privacy(table, items, 0.0, records), user) == 2
+    after = await scan_table(settings.aws.dynamodb_endpoint, settings.attribution.table)
+    assert [i["pk"]["S"] for i in after] == [f"click#{message_id(others_click)}"]

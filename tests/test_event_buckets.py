@@ -21,6 +21,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from consumers import privacy
+from consumers.attribution.erasure import AttributionRecords
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import bucket_of
@@ -225,7 +226,8 @@ async def test_export_and_erase_find_a_users_items_in_every_bucket(
     assert len(buckets) == settings.events_table_buckets
 
     table = PrivacyTable(dynamodb, settings.privacy.table, settings.privacy.audit_ttl_days)
-    opened = privacy.Privacy(table, UserItems(dynamodb, settings.events_table), 0.0)
+    attribution = AttributionRecords(dynamodb, settings.attribution.table, None)
+    opened = privacy.Privacy(table, UserItems(dynamodb, settings.events_table), 0.0, attribution)
     exported: list[dict[str, object]] = []
     key = user_key(SECRET, "alice@example.com")
     assert await privacy.export(opened, key, exported.append) == 60

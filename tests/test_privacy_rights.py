@@ -21,6 +21,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from consumers import privacy
+from consumers.attribution.erasure import AttributionRecords
 from consumers.aws import open_clients
 from consumers.dead_letters import DeadLetterTable
 from consumers.event_items import Item
@@ -461,7 +462,8 @@ def opened_privacy(
     settings: ConsumerSettings, dynamodb: DynamoDBClient, settle_seconds: float
 ) -> privacy.Privacy:
     items = UserItems(dynamodb, settings.events_table)
-    return privacy.Privacy(privacy_table(settings, dynamodb), items, settle_seconds)
+    attribution = AttributionRecords(dynamodb, settings.attribution.table, None)
+    return privacy.Privacy(privacy_table(settings, dynamodb), items, settle_seconds, attribution)
 
 
 async def test_erase_deletes_more_than_one_batch_and_a_second_erase_finds_nothing(
