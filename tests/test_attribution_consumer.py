@@ -19,6 +19,7 @@ from consumers.attribution.matcher import Matcher, build_matcher
 from consumers.aws import open_clients, open_lean_calls
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import EventsProcessor, build_events_processor
+from consumers.lambda_handlers import match_handler
 from consumers.metrics import ConsumerMetrics
 from consumers.privacy_table import PrivacyTable
 from consumers.records import StreamRecord
@@ -331,3 +332,21 @@ async def test_erasure_deletes_the_users_click_and_parked_records(
         assert await privacy.erase(privacy.Privacy(table, items, 0.0, records), user) == 2
     after = await scan_table(settings.aws.dynamodb_endpoint, settings.attribution.table)
     assert [i["pk"]["S"] for i in after] == [f"click#{message_id(others_click)}"]
+
+
+async def test_the_scheduled_lambda_decides_parked_conversions(
+    kinesalite_url: str, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = consumer_env(kinesalite_url, moto_url, NO_REDIS, shards=1)
+    settings = await provisioned(env)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    late_click = click()
+    early = conversion(message_id(late_click), value_micros=4, currency="EUR")
+    async with stack(settings) as s:
+        await s.processor.process(SHARD, as_records(early))
+        await s.processor.process(OTHER_SHARD, as_records(late_click))
+    # The handler runs its own event loop, as in Lambda: off this test's loop.
+    assert await asyncio.to_thread(match_handler, {"source": "aws.events"}, None) == {"decided": 1}
+    assert await attributions(settings) == {message_id(early): "ATTRIBUTED"}
+    assert (await report_counts(settings))["revenue.EUR"] == 4
