@@ -8,8 +8,10 @@ own answers for the same parameters, and those with the rollups it seeded:
 - only the key's customer's programs are offered; the browser's zone is preselected; the range
   defaults to the last 7 days, today included;
 - the totals cards, the table (one row per period, the period still counting marked) and the
-  chart (lines of the series' colours on its canvas) show the API's numbers, by day and by hour;
-- the CSV download holds exactly the table's rows;
+  chart (lines of the series' colours on its canvas) show the API's numbers, by day and by hour:
+  conversions, unattributed ones and revenue in two currencies (a card and a column each, the
+  API's decimal strings to the character) included, and no revenue card or column without any;
+- the CSV download holds exactly the table's rows, and is the API's CSV byte for byte;
 - everything comes from the service's own origin under its Content-Security-Policy: no request
   elsewhere, no CSP violation, no console error; the key travels in a header only, is kept in
   the tab's sessionStorage only, and "Forget key" removes it;
@@ -48,6 +50,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.select import Select
 
 from reports.api import CONTENT_SECURITY_POLICY
+from reports.fields import money
 from tests.support.browser import (
     CHROME_ARGS,
     PAGE_LOAD_TIMEOUT,
@@ -84,9 +87,12 @@ COLUMNS = {
     "Billable clicks": "billable_clicks",
     "Uniques": "uniques",
     "Invalid": "ivt",
-    "Conversions": "conversions",
     "Events": "events",
+    "Conversions": "conversions",
+    "Unattributed": "unattributed_conversions",
 }
+REVENUE_COLUMN = "Revenue "  # then the currency: a column per currency with revenue in range
+REVENUE_CARD = "revenue."  # then the currency: `<dd data-metric=revenue.CUR>`
 CARDS = tuple(COLUMNS.values())  # each has a totals card, `<dd data-metric=NAME>`
 # The chart's line colours (style.css): each must be on the canvas.
 LINE_COLOURS = {
@@ -94,6 +100,7 @@ LINE_COLOURS = {
     "billable impressions": (13, 148, 136),
     "clicks": (217, 119, 6),
     "billable clicks": (147, 51, 234),
+    "conversions": (219, 39, 119),
 }
 
 # Installed before the page's own scripts run: every CSP violation the page meets.
@@ -119,6 +126,7 @@ return {
     counting: tr.classList.contains('counting'),
     cells: [...tr.querySelectorAll('td')].map(text),
   })),
+  totals: all('#rows tfoot td').map(text),
   legend: text(document.getElementById('legend')),
 };
 """
@@ -172,7 +180,9 @@ def quarter_hour(instant: datetime) -> datetime:
 
 async def seed_rollups(moto_url: str, rollups: str) -> Counter[str]:
     """Ten buckets of SHOP over the last four days and a bit, the quarter hour of now among
-    them: all inside the default range, the period still counting included. Their sums."""
+    them: all inside the default range, the period still counting included; revenue in EUR
+    in each, and in USD (to the micro: "….000001") in three, one of the last three days. Their
+    sums."""
     now = quarter_hour(datetime.now(UTC))
     seeded: Counter[str] = Counter()
     async with dynamodb(moto_url) as client:
@@ -189,6 +199,8 @@ async def seed_rollups(moto_url: str, rollups: str) -> Counter[str]:
                 "unattributed_conversions": index % 2,
                 "revenue.EUR": 12_500_000 * (1 + index % 3),
             }
+            if index % 4 == 1:
+                counts["revenue.USD"] = 7_000_001 * index
             bucket = (now - back).strftime("%Y-%m-%dT%H:%MZ")
             visitors = [f"visitor-{back.days}-{n}" for n in range(30 + index)]
             await put_bucket(client, rollups, SHOP, bucket, counts, visitors)
@@ -402,17 +414,54 @@ def cell_columns(page: dict[str, Any]) -> dict[str, int]:
     return {name: page["head"].index(label) - 1 for label, name in COLUMNS.items()}
 
 
+def revenue_columns(page: dict[str, Any]) -> dict[str, int]:
+    """Each currency's revenue column by its index among a row's cells."""
+    return {
+        label.removeprefix(REVENUE_COLUMN): index - 1
+        for index, label in enumerate(page["head"])
+        if label.startswith(REVENUE_COLUMN)
+    }
+
+
+def revenue_cards(page: dict[str, Any]) -> dict[str, str]:
+    """The revenue cards' amounts by currency, as shown."""
+    return {
+        name.removeprefix(REVENUE_CARD): text
+        for name, text in page["cards"].items()
+        if name.startswith(REVENUE_CARD)
+    }
+
+
 def assert_page_shows(page: dict[str, Any], report: dict[str, Any]) -> None:
-    """The cards show the API's totals; the table has its rows, one per period, in order."""
+    """The cards show the API's totals; the table has its rows, one per period, in order.
+    Revenue: a card and a column per currency of the range, in the API's order, each amount
+    the API's decimal string exactly."""
     assert {name: number(page["cards"][name]) for name in CARDS} == {
         name: field(report["totals"], name) for name in CARDS
     }
+    assert revenue_cards(page) == report["totals"]["revenue"]
+    assert list(revenue_cards(page)) == list(report["totals"]["revenue"])
     columns = cell_columns(page)
+    currencies = revenue_columns(page)
+    assert list(currencies) == list(report["totals"]["revenue"])
+    assert len(page["head"]) == 1 + len(COLUMNS) + 1 + len(currencies)  # period, CTR
     assert [row["period"] for row in page["rows"]] == [row["period"] for row in report["rows"]]
     for shown, row in zip(page["rows"], report["rows"], strict=True):
         assert {name: number(shown["cells"][i]) for name, i in columns.items()} == {
             name: field(row, name) for name in columns
         }, row["period"]
+        assert {cur: shown["cells"][i] for cur, i in currencies.items()} == row["revenue"]
+    totals = page["totals"]  # the table's last line
+    assert {name: number(totals[i]) for name, i in columns.items()} == {
+        name: field(report["totals"], name) for name in columns
+    }
+    assert {cur: totals[i] for cur, i in currencies.items()} == report["totals"]["revenue"]
+
+
+def assert_no_revenue(page: dict[str, Any]) -> None:
+    assert revenue_cards(page) == {}
+    assert revenue_columns(page) == {}
+    assert len(page["head"]) == 1 + len(COLUMNS) + 1
 
 
 def today_in_zone() -> set[date]:
@@ -440,6 +489,7 @@ async def test_dashboard_shows_the_apis_numbers(
     today = date.fromisoformat(first["to"])
     assert today in today_in_zone()
     assert date.fromisoformat(first["from"]) == today - timedelta(days=6)
+    assert_no_revenue(first)  # BLOG has no rollups
 
     # SHOP by day, the default range: the API's numbers, which are all that was seeded.
     await chrome.choose_program(SHOP)
@@ -448,8 +498,12 @@ async def test_dashboard_shows_the_apis_numbers(
     params = {"from": by_day["from"], "to": by_day["to"], "granularity": "day", "tz": ZONE}
     report = await api_report(stack, SHOP, params)
     assert len(report["rows"]) == 7
-    for name in ("impressions", "billable_clicks", "conversions"):
+    for name in ("impressions", "billable_clicks", "conversions", "unattributed_conversions"):
         assert report["totals"][name] == stack.seeded[name]
+    assert report["totals"]["revenue"] == {
+        "EUR": money(stack.seeded["revenue.EUR"]),
+        "USD": money(stack.seeded["revenue.USD"]),
+    }
     assert_page_shows(by_day, report)
     assert [row["counting"] for row in by_day["rows"]] == [False] * 6 + [True]  # today
     assert "still counting" in by_day["legend"]
@@ -462,6 +516,7 @@ async def test_dashboard_shows_the_apis_numbers(
     params = {"from": by_hour["from"], "to": by_hour["to"], "granularity": "hour", "tz": ZONE}
     report = await api_report(stack, SHOP, params)
     assert 71 <= len(report["rows"]) <= 73  # a DST change among the three days: 71 or 73
+    assert set(report["totals"]["revenue"]) == {"EUR", "USD"}
     assert_page_shows(by_hour, report)
     assert sum(row["counting"] for row in by_hour["rows"]) == 1
 
@@ -470,8 +525,11 @@ async def test_dashboard_shows_the_apis_numbers(
     download = downloads / csv_name(params)
     await chrome.wait_for(lambda _: download.is_file())  # Chromium renames it once complete
     assert_csv_is_the_table(download, by_hour)
+    assert download.read_bytes() == await api_csv(stack, SHOP, params)
 
     await assert_clean(chrome, stack)
+
+    await assert_revenue_leaves_with_its_report(chrome)
 
     # The tab keeps the key: a reload shows a report at once. A phone's width: the chart
     # follows it, and only the table scrolls sideways.
@@ -487,6 +545,16 @@ async def test_dashboard_shows_the_apis_numbers(
     )
     assert await chrome.script("return sessionStorage.length") == 0
     assert await chrome.script("return document.getElementById('report').hidden") is True
+
+
+async def assert_revenue_leaves_with_its_report(browser: Dashboard) -> None:
+    """Back to BLOG: SHOP's revenue cards and columns are gone with its report."""
+    await browser.choose_program(BLOG)
+    await browser.press("#show")
+    blog = await wait_for_report(browser, "Blog banner", "by hour")
+    assert_no_revenue(blog)
+    assert all(number(text) == 0 for text in blog["cards"].values() if text[:1].isdigit())
+    assert console_errors(browser) == []
 
 
 async def assert_served_under_csp(stack: Stack) -> None:
@@ -513,14 +581,40 @@ def csv_name(params: dict[str, str]) -> str:
 
 
 def assert_csv_is_the_table(path: Path, page: dict[str, Any]) -> None:
-    """The downloaded file's records are the table's rows, period by period."""
+    """The downloaded file's records are the table's rows, period by period: every column
+    of the table but CTR, the invalid traffic summed over its `ivt.` columns, the revenue as
+    the same decimal strings."""
     with path.open(newline="", encoding="utf-8") as file:
         records = list(csv.DictReader(file))
     assert [record["period"] for record in records] == [row["period"] for row in page["rows"]]
     columns = cell_columns(page)
+    currencies = revenue_columns(page)
+    assert currencies
     for record, row in zip(records, page["rows"], strict=True):
-        for name in ("impressions", "billable_impressions", "clicks", "billable_clicks"):
-            assert int(record[name]) == number(row["cells"][columns[name]]), record
+        ivt = sum(int(value) for name, value in record.items() if name.startswith("ivt."))
+        for name, index in columns.items():
+            expected = ivt if name == "ivt" else int(record[name])
+            assert expected == number(row["cells"][index]), (name, record)
+        assert {cur: record[f"revenue.{cur}"] for cur in currencies} == {
+            cur: row["cells"][index] for cur, index in currencies.items()
+        }, record
+    assert [name for name in records[0] if name.startswith("revenue.")] == [
+        f"revenue.{cur}" for cur in currencies
+    ]
+
+
+async def api_csv(stack: Stack, program_id: str, params: dict[str, str]) -> bytes:
+    """The API's own CSV for the same parameters."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            stack.url(f"/v1/reports/{program_id}"),
+            params={**params, "format": "csv"},
+            headers={"Authorization": f"Bearer {stack.key}"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.read()
 
 
 async def assert_clean(browser: Browser, stack: Stack) -> None:

@@ -9,13 +9,15 @@ const KEY_STORAGE = 'reports.key';
 const MAX_DAYS = { hour: 31, day: 366 }; // what the API accepts (CONTRACT.md, "Reporting")
 const HOUR_MS = 3600 * 1000;
 const NARROW = 600; // px: a chart narrower than this is shorter and has no axis titles
-// The chart's lines: impressions on the left axis, clicks (two orders of magnitude fewer) on
-// the right one. Colours are style.css's custom properties `--c-<field with dashes>`.
+// The chart's lines: impressions on the left axis, clicks (two orders of magnitude fewer) and
+// conversions (fewer still, but the same kind of small count) on the right one. Colours are
+// style.css's custom properties `--c-<field with dashes>`.
 const SERIES = [
   { field: 'impressions', label: 'Impressions', scale: 'impressions' },
   { field: 'billable_impressions', label: 'Billable impressions', scale: 'impressions' },
   { field: 'clicks', label: 'Clicks', scale: 'clicks' },
   { field: 'billable_clicks', label: 'Billable clicks', scale: 'clicks' },
+  { field: 'conversions', label: 'Conversions', scale: 'clicks' },
 ].map((series) => ({ ...series, color: `c-${series.field.replace(/_/g, '-')}` }));
 
 const $ = (id) => document.getElementById(id);
@@ -307,9 +309,10 @@ function render({ params, report, current }) {
   $('report-title').textContent =
     `${name}: ${params.from} to ${params.to}, by ${report.granularity}, ${report.tz}`;
   $('report').hidden = false; // before the chart, which measures its box
-  renderTotals(report.totals);
+  const currencies = currenciesOf(report);
+  renderTotals(report.totals, currencies);
   renderChart(report, current);
-  renderTable(report, current);
+  renderTable(report, current, currencies);
 }
 
 function sum(counts) {
@@ -320,19 +323,17 @@ function ratio(part, whole) {
   return whole > 0 ? percent.format(part / whole) : '–';
 }
 
-function revenueText(revenue) {
-  const amounts = Object.entries(revenue || {});
-  if (amounts.length === 0) return '–';
-  return amounts.map(([currency, amount]) => {
-    try {
-      // A decimal string keeps its precision (Intl.NumberFormat v3).
-      return new Intl.NumberFormat(undefined, {
-        style: 'currency', currency, maximumFractionDigits: 6,
-      }).format(amount);
-    } catch {
-      return `${amount} ${currency}`;
-    }
-  }).join(', ');
+// The currencies with revenue in the report's range, sorted: the API gives every row and the
+// totals an amount of each (CONTRACT.md, "Reporting"), and none when there is no revenue.
+function currenciesOf(report) {
+  return Object.keys(report.totals.revenue || {}).sort();
+}
+
+// An amount of money is shown exactly as the API writes it, a decimal string ("12.5",
+// "0.000001"): never made a float, which would round it, nor summed here.
+function money(revenue, currency) {
+  const amount = revenue?.[currency];
+  return typeof amount === 'string' ? amount : '0';
 }
 
 // "IVT_KNOWN_CRAWLER" -> "known crawler"
@@ -340,13 +341,12 @@ function reasonName(reason) {
   return reason.replace(/^IVT_/, '').replace(/_/g, ' ').toLowerCase();
 }
 
-function renderTotals(totals) {
+function renderTotals(totals, currencies) {
   const reasons = Object.entries(totals.ivt || {})
     .filter(([, n]) => n > 0)
     .sort((a, b) => b[1] - a[1])
     .slice(0, 3)
     .map(([reason, n]) => `${reasonName(reason)} ${integer.format(n)}`);
-  const unattributed = totals.unattributed_conversions || 0;
   const values = {
     impressions: integer.format(totals.impressions),
     billable_impressions: integer.format(totals.billable_impressions),
@@ -358,16 +358,31 @@ function renderTotals(totals) {
     ivt: integer.format(sum(totals.ivt)),
     ivt_reasons: reasons.join(' · '),
     conversions: integer.format(totals.conversions),
-    unattributed_conversions: unattributed
-      ? `and ${integer.format(unattributed)} not attributed`
-      : '',
-    revenue: revenueText(totals.revenue),
+    unattributed_conversions: integer.format(totals.unattributed_conversions),
     events: integer.format(totals.events),
   };
   for (const element of $('totals').querySelectorAll('[data-metric]')) {
     const value = values[element.dataset.metric];
     if (value !== undefined) element.textContent = value;
   }
+  renderRevenueCards(totals, currencies);
+}
+
+// A card per currency after the conversions' cards, those of the last report gone.
+function renderRevenueCards(totals, currencies) {
+  for (const card of $('totals').querySelectorAll('.revenue-card')) card.remove();
+  const cards = currencies.map((currency) => {
+    const card = document.createElement('div');
+    card.className = 'card revenue-card';
+    const term = document.createElement('dt');
+    term.textContent = `Revenue, ${currency}`;
+    const amount = document.createElement('dd');
+    amount.dataset.metric = `revenue.${currency}`;
+    amount.textContent = money(totals.revenue, currency);
+    card.append(term, amount);
+    return card;
+  });
+  $('unattributed-card').after(...cards);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +436,7 @@ function chartOptions(report, current, width) {
         values: (u, ticks) => tickLabels(report, ticks),
       },
       axis('impressions', 3, 'Impressions'),
-      axis('clicks', 1, 'Clicks'),
+      axis('clicks', 1, 'Clicks, conversions'),
     ],
     series,
     hooks: {
@@ -558,7 +573,9 @@ function cell(tag, text, className = 'num') {
   return element;
 }
 
-function numberCells(counts) {
+// A row's cells in the order of the table's head: index.html's columns, then a revenue column
+// per currency.
+function numberCells(counts, currencies) {
   return [
     integer.format(counts.impressions),
     integer.format(counts.billable_impressions),
@@ -567,13 +584,26 @@ function numberCells(counts) {
     ratio(counts.billable_clicks, counts.billable_impressions),
     integer.format(counts.uniques),
     integer.format(sum(counts.ivt)),
-    integer.format(counts.conversions),
-    revenueText(counts.revenue),
     integer.format(counts.events),
+    integer.format(counts.conversions),
+    integer.format(counts.unattributed_conversions),
+    ...currencies.map((currency) => money(counts.revenue, currency)),
   ].map((text) => cell('td', text));
 }
 
-function renderTable(report, current) {
+// The head's revenue columns, those of the last report gone.
+function renderRevenueColumns(currencies) {
+  const head = $('rows').tHead.rows[0];
+  for (const column of head.querySelectorAll('.revenue-column')) column.remove();
+  head.append(...currencies.map((currency) => {
+    const column = cell('th', `Revenue ${currency}`, 'num revenue-column');
+    column.scope = 'col';
+    return column;
+  }));
+}
+
+function renderTable(report, current, currencies) {
+  renderRevenueColumns(currencies);
   // Around a DST change two hours read alike: the offset tells them apart.
   const offsets = new Set(report.rows.map((row) => row.period.match(/(Z|[+-][\d:]+)$/)?.[0]));
   const withOffset = report.granularity === 'hour' && offsets.size > 1;
@@ -591,7 +621,7 @@ function renderTable(report, current) {
     } else if (isFuture(row)) {
       tr.className = 'future';
     }
-    tr.append(period, ...numberCells(row));
+    tr.append(period, ...numberCells(row, currencies));
     return tr;
   });
   $('rows').tBodies[0].replaceChildren(...rows);
@@ -599,7 +629,7 @@ function renderTable(report, current) {
   const total = document.createElement('tr');
   const label = cell('th', 'Total', 'period');
   label.scope = 'row';
-  total.append(label, ...numberCells(report.totals));
+  total.append(label, ...numberCells(report.totals, currencies));
   $('rows').tFoot.replaceChildren(total);
 }
 
