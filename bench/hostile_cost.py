@@ -73,6 +73,7 @@ from tracker.server import MAX_HEADER_FIELD_BYTES, MAX_HEADERS
 RESULTS = REPO_ROOT / "bench" / "results"
 PIXEL = DEMO_PIXEL
 CLICK = f"/v1/click?program={DEMO_PROGRAM_ID}"
+CONVERSION = f"/v1/conversion?program={DEMO_PROGRAM_ID}"
 # Replaced in every request by six base64url characters of its own (see the Lua script).
 FRESH = "ZZZZZZ"
 # aiohttp refuses a request line or a header line of more than 8,190 bytes: the longest value
@@ -290,17 +291,24 @@ def header_shapes() -> list[Shape]:
 
 def query_shapes() -> list[Shape]:
     """64 long query parameters; a signed click with as many parameters, each needing
-    percent-encoding in the signed text, and a bad signature; a new uid."""
+    percent-encoding in the signed text, and a bad signature; a new uid; a conversion whose
+    four parameters are each as long as a line allows, and malformed."""
     value = "%20%C3%A9x" * 12
     params = "".join(f"&p{n:02d}={FRESH if n == 0 else ''}{value}" for n in range(63))
     exp = "&exp=4102444800&kid=" + SIGNING_KEY.kid + "&sig=" + FRESH + "A" * 37
     bang = "!" * ((LINE_BUDGET - len(CLICK) - len(exp)) // 60 - 5)
     click = CLICK + "".join(f"&a{n:02d}={bang}" for n in range(60)) + exp
     uid = f"{PIXEL}&uid={FRESH}{'u' * 194}"
+    long = (LINE_BUDGET - len(CONVERSION) - 60) // 4
+    conversion = (
+        f"{CONVERSION}&click_id={FRESH}{'f' * (long - 6)}&order_id={'o' * long}"
+        f"&value={'9' * long}&currency={'E' * long}"
+    )
     shapes = [
         Shape("64 query parameters, 120 characters each", PIXEL + params, browser()),
         Shape("signed click, 64 parameters, bad signature", click, browser(), status=302),
         Shape("uid, new each request (USER_ID_KEY)", uid, browser()),
+        Shape("conversion, 4 malformed parameters of 2,000 characters, new", conversion, browser()),
     ]
     for shape in shapes:
         assert len(shape.path) <= LINE_BUDGET, (shape.name, len(shape.path))

@@ -247,8 +247,19 @@ def build(factory: EventFactory | None = None, **overrides: Any) -> tuple[str, b
     return factory.build(outcome, request_facts(**fields))
 
 
+# The event types' own fields: a conversion's and a click's window (never both on one event;
+# here together to see that the factory carries whatever part it is given).
+OWN_FIELDS = TrackingEvent(
+    click_id="c" * 32,
+    order_id="A-1:2.3_4",
+    value_micros=12_500_000,
+    currency="EUR",
+    attribution_window_days=30,
+).SerializeToString()
+
+
 def test_build_carries_every_field() -> None:
-    message_id, data = build()
+    message_id, data = build(fields=OWN_FIELDS)
     event = TrackingEvent.FromString(data)
     assert HEX32.fullmatch(message_id)
     assert event.programid == "summer"
@@ -273,6 +284,9 @@ def test_build_carries_every_field() -> None:
     assert event.gpc is False
     assert event.ivt == pb.IVT_NONE
     assert event.billable is True
+    assert (event.click_id, event.order_id) == ("c" * 32, "A-1:2.3_4")
+    assert (event.value_micros, event.currency) == (12_500_000, "EUR")
+    assert event.attribution_window_days == 30
     # every field declared in the schema was checked above
     assert {f.name for f in TrackingEvent.DESCRIPTOR.fields} == {
         "programid",
@@ -297,7 +311,40 @@ def test_build_carries_every_field() -> None:
         "gpc",
         "ivt",
         "billable",
+        "click_id",
+        "order_id",
+        "value_micros",
+        "currency",
+        "attribution_window_days",
     }
+
+
+def test_build_uses_a_message_id_drawn_before() -> None:
+    """A click given a click id: the id in its redirect is its event's message_id."""
+    message_id, data = build(message_id="d" * 32)
+    assert message_id == "d" * 32
+    assert TrackingEvent.FromString(data).message_id == "d" * 32
+    assert build()[0] != build()[0]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kept"),
+    [
+        (pb.CONVERSION, {"utm_source": "news"}),
+        (pb.IMPRESSION, {"utm_source": "news", "click_id": "x", "order_id": "o", "value": "1"}),
+    ],
+)
+def test_only_a_conversion_keeps_its_parameters_out_of_params(
+    event_type: int, kept: dict[str, str]
+) -> None:
+    query = {"utm_source": "news", "click_id": "x", "order_id": "o", "value": "1"}
+    _, data = build(event_type=event_type, query=query)
+    assert dict(TrackingEvent.FromString(data).params) == kept
+
+
+def test_a_conversion_with_only_its_own_parameters_has_no_params() -> None:
+    _, data = build(event_type=pb.CONVERSION, query={"currency": "EUR", "value": "1"})
+    assert dict(TrackingEvent.FromString(data).params) == {}
 
 
 @pytest.mark.parametrize(

@@ -46,10 +46,10 @@ from schemathesis.config import SchemathesisConfig
 
 from tests.support.edge_stack import (
     ADMIN_TOKEN,
-    DESTINATIONS,
     SIGNING_KEYS,
     EdgeStack,
     edge_stack,
+    is_destination,
 )
 from tests.support.raw_http import Exchange, RawResponse, exchange
 from tracker.handlers import PIXEL_GIF
@@ -169,9 +169,14 @@ class RawRequest:
 
     @property
     def wants_pixel(self) -> bool:
-        """A well-formed GET or HEAD of the pixel: always 200 and the GIF, whatever it holds."""
+        """A well-formed GET or HEAD of the pixel or of a conversion: always 200 and the GIF,
+        whatever it holds."""
         path = self.target.split(b"?", 1)[0]
-        return self.well_formed and self.method in (b"GET", b"HEAD") and path == b"/v1/pixel"
+        return (
+            self.well_formed
+            and self.method in (b"GET", b"HEAD")
+            and path in (b"/v1/pixel", b"/v1/conversion")
+        )
 
 
 def _joined(parts: st.SearchStrategy[list[bytes]], separator: bytes) -> st.SearchStrategy[bytes]:
@@ -187,6 +192,8 @@ ROUTES = [
     b"/v1/pixel",
     b"/v1/click",
     b"/v1/click",
+    b"/v1/conversion",
+    b"/v1/conversion",
     b"/event/demo-shoes",
     b"/event/demo-books",
     b"/event/unknown-1",
@@ -202,6 +209,8 @@ ODD_ROUTES = [
     b"/event",
     b"/v1/pixel/",
     b"/V1/PIXEL",
+    b"/v1/conversion/",
+    b"/v1/conversions",
     b"/nope",
     b"//v1/click",
 ]
@@ -255,6 +264,13 @@ QUERY_KEYS = [
     b"exp",
     b"kid",
     b"sig",
+    b"click_id",
+    b"click_id",
+    b"order_id",
+    b"value",
+    b"value",
+    b"currency",
+    b"adt_click",
     b"utm_source",
     b"utm_campaign",
     b"a.b-c_d",
@@ -317,6 +333,25 @@ SAFE_VALUES = [
     b"%",
     b"a%",
     b"%C3%A9t%C3%A9",
+    # Conversion parameters, well formed and not.
+    b"0123456789abcdef0123456789abcdef",
+    b"0123456789ABCDEF0123456789ABCDEF",
+    b"0123456789abcdef0123456789abcde",
+    b"SO-2024.01:7_x",
+    b"o" * 65,
+    b"12.5",
+    b"0.000001",
+    b"999999999999.999999",
+    b"1000000000000",
+    b"1e3",
+    b"1.0000001",
+    b"nan",
+    b"%20" + b"1",
+    b"%2B1",
+    b"%D9%A1%D9%A2",
+    b"EUR",
+    b"eur",
+    b"EURO",
 ]
 # Only in the last request of a connection: bytes that may break the request line itself.
 RAW_VALUES = [
@@ -472,6 +507,8 @@ def _extra_params(count: int) -> bytes:
 PROGRAM_VALUES = [
     b"demo-shoes",
     b"demo-shoes",
+    b"demo-shop",
+    b"demo-shop",
     b"demo-books",
     b"demo-paused",
     b"demo-expired",
@@ -533,8 +570,8 @@ def _target() -> st.SearchStrategy[bytes]:
     )
     long_query = st.builds(
         lambda base, key, filler: base + b"?program=demo-shoes&" + key + b"=" + filler,
-        st.sampled_from([b"/v1/pixel", b"/v1/click", b"/event/demo-shoes"]),
-        st.sampled_from([b"utm_source", b"uid", b"gdpr_consent", b"sig"]),
+        st.sampled_from([b"/v1/pixel", b"/v1/click", b"/event/demo-shoes", b"/v1/conversion"]),
+        st.sampled_from([b"utm_source", b"uid", b"gdpr_consent", b"sig", b"value", b"order_id"]),
         st.sampled_from(LONG).map(lambda count: b"v" * count),
     )
     absolute = st.builds(
@@ -618,6 +655,7 @@ def _signed_click(draw: st.DrawFn) -> bytes:
 TRACKING_ROUTES = [
     b"/v1/click",
     b"/v1/pixel",
+    b"/v1/conversion",
     b"/event/demo-shoes",
     b"/v1/click",
     b"/v1/pixel",
@@ -756,7 +794,7 @@ def _judge(connection: Connection, sent: bytes, result: Exchange, edge: EdgeStac
     for response in [*result.interim, *result.responses]:
         assert response.status < 500, fail("a 5xx answer", response)
         for location in response.header_values("Location"):
-            assert location.decode("latin-1") in DESTINATIONS, fail("foreign Location", response)
+            assert is_destination(location.decode("latin-1")), fail("foreign Location", response)
     leading = [request for request in connection.requests if request.well_formed]
     answered = result.responses
     if len(leading) == len(connection.requests) or len(answered) < len(leading):
@@ -846,6 +884,39 @@ def test_raw_http_never_breaks_the_edge(edge: EdgeStack, connection: Connection)
     _judge(connection, sent, result, edge)
 
 
+def test_click_ids_reach_the_landing_page_and_the_stream(edge: EdgeStack) -> None:
+    """Pipelined clicks on a program with click_id_param (the templated answer of the real
+    process), a HEAD and an HTTP/1.0 one: each Location holds its click's message_id."""
+    lines = (b"Host: " + HOST, b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Edge-Click-Id")
+    target = b"/v1/click?program=demo-shop&utm_source=edge-click-id"
+    requests = [
+        RawRequest(b"GET", target, b"HTTP/1.1", lines),
+        RawRequest(b"GET", target, b"HTTP/1.1", lines),
+        RawRequest(b"HEAD", target, b"HTTP/1.1", lines),
+        RawRequest(b"GET", target, b"HTTP/1.0", lines),
+    ]
+    payload = b"".join(request.render(edge.port) for request in requests)
+    result = exchange(edge.port, payload, [request.is_head for request in requests])
+    assert [response.status for response in result.responses] == [302] * len(requests)
+    ids = []
+    for response in result.responses:
+        [location] = response.header_values("Location")
+        match = CLICK_ID_IN_LOCATION.search(location.decode())
+        assert match is not None, location
+        assert is_destination(location.decode()), location
+        ids.append(match.group(1))
+    assert len(set(ids)) == len(requests)
+    events = {}
+    for data in edge.shipped_records():
+        event = pb.TrackingEvent.FromString(data)
+        events[event.message_id] = event
+    assert all(events[click_id].attribution_window_days == 14 for click_id in ids)
+    assert all(events[click_id].programid == "demo-shop" for click_id in ids)
+
+
+CLICK_ID_IN_LOCATION = re.compile(r"[?&]adt_click=([0-9a-f]{32})")
+
+
 def test_after_the_fuzzing_the_tracker_is_alive_and_healthy(edge: EdgeStack) -> None:
     assert edge.alive(), edge.output()
     status, body = edge.get("/healthz")
@@ -904,6 +975,14 @@ BIG_REQUESTS = [
     b"/v1/pixel?program=demo-shoes&" + _extra_params(40) + b"&long=" + b"v" * 3000,
     b"/v1/click?program=demo-shoes&" + b"k" * 40 + b"=1&uid=" + b"u" * 1000,
     b"/event/demo-shoes?gdpr=1&gdpr_consent=" + b"C" * 5000 + b"&utm_source=" + b"s" * 300,
+    b"/v1/conversion?program=demo-shop&click_id="
+    + b"c" * 2000
+    + b"&order_id="
+    + b"o" * 2000
+    + b"&value="
+    + b"9" * 2000
+    + b"&currency=EUR&"
+    + _extra_params(20),
 ]
 
 
@@ -924,6 +1003,15 @@ def _event_problems(data: bytes) -> list[str]:
         "client_ip_anonymized": len(event.client_ip_anonymized) <= 39,
         "user_key": len(event.user_key) <= 64,
         "visitor_id": len(event.visitor_id) <= 64,
+        "click_id": event.click_id == "" or re.fullmatch(r"[0-9a-f]{32}", event.click_id),
+        "order_id": re.fullmatch(r"[A-Za-z0-9._:-]{0,64}", event.order_id) is not None,
+        "value_micros": 0 <= event.value_micros < 10**18,
+        "currency": re.fullmatch(r"([A-Z]{3})?", event.currency) is not None,
+        "attribution_window_days": 0 <= event.attribution_window_days <= 90,
+        "conversion fields": event.event_type == pb.CONVERSION
+        or not (event.click_id or event.order_id or event.value_micros or event.currency),
+        "conversion params": event.event_type != pb.CONVERSION
+        or not {"click_id", "order_id", "value", "currency"} & set(event.params),
     }
     problems += [f"{name} out of bounds" for name, ok in fields.items() if not ok]
     if problems:

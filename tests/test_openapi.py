@@ -13,7 +13,7 @@ from aiohttp import web
 from openapi_spec_validator import validate
 from openapi_spec_validator.readers import read_from_filename
 
-from tracker import handlers
+from tracker import conversions, handlers
 from tracker.app import create_app
 from tracker.events import builder
 from tracker.integrity import signing
@@ -29,9 +29,10 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 READERS = [
     ROOT / "tracker" / "handlers.py",
     ROOT / "tracker" / "privacy" / "client_fields.py",
+    ROOT / "tracker" / "conversions.py",
     *sorted((ROOT / "tracker" / "integrity").glob("*.py")),
 ]
-TRACKING_PATHS = ("/v1/pixel", "/v1/click", "/event/{program_id}")
+TRACKING_PATHS = ("/v1/pixel", "/v1/click", "/event/{program_id}", "/v1/conversion")
 QUERY_READ = re.compile(r"""\bquery\.(?:get|getone|getall)\(\s*["']([^"']+)["']""")
 HEADER_READ = re.compile(r"""\bheaders\.(?:get|getone|getall)\(\s*["']([^"']+)["']""")
 # Answered by the security scheme, not a header parameter (OpenAPI ignores one named so).
@@ -122,12 +123,11 @@ def test_without_admin_token_the_admin_route_is_absent_and_documented_as_404(
 
 
 def test_every_query_parameter_the_tracker_reads_is_documented(spec: Mapping[str, Any]) -> None:
-    read = _reads(QUERY_READ, READERS) | set(builder.RESERVED_PARAMS)
+    read = _reads(QUERY_READ, READERS) | set(builder.CONVERSION_RESERVED_PARAMS)
     assert {"program", "customer", "gdpr", "gdpr_consent", "uid"} <= read  # the grep works
-    documented = set(_parameters(spec, "/v1/pixel", "query")) | set(
-        _parameters(spec, "/v1/click", "query")
-    )
+    documented = {name for path in TRACKING_PATHS for name in _parameters(spec, path, "query")}
     assert read - documented == set()
+    assert set(conversions.PARAM_NAMES) <= set(_parameters(spec, "/v1/conversion", "query"))
 
 
 def test_every_header_the_tracker_reads_is_documented(spec: Mapping[str, Any]) -> None:
@@ -146,6 +146,7 @@ def test_the_tracking_routes_share_the_privacy_and_extra_parameters(
         assert {"customer", "gdpr", "gdpr_consent", "uid", "params"} <= set(query), path
     assert _parameters(spec, "/v1/click", "query")["program"]["required"] is True
     assert _parameters(spec, "/v1/pixel", "query")["program"]["required"] is False
+    assert _parameters(spec, "/v1/conversion", "query")["program"]["required"] is False
     assert {"exp", "kid", "sig"} <= set(_parameters(spec, "/v1/click", "query"))
 
 
@@ -159,6 +160,15 @@ def test_documented_bounds_are_the_codes(spec: Mapping[str, Any]) -> None:
     key_pattern = extra["schema"]["propertyNames"]["pattern"]
     assert f"{{1,{builder.MAX_PARAM_KEY}}}" in key_pattern
     assert set(builder.RESERVED_PARAMS) <= set(extra["schema"]["propertyNames"]["not"]["enum"])
+    conversion = _parameters(spec, "/v1/conversion", "query")
+    reserved = conversion["params"]["schema"]["propertyNames"]["not"]["enum"]
+    assert set(builder.CONVERSION_RESERVED_PARAMS) <= set(reserved)
+    for name, pattern in (
+        ("click_id", conversions.CLICK_ID_TEXT),
+        ("order_id", conversions.ORDER_ID_TEXT),
+        ("currency", conversions.CURRENCY_TEXT),
+    ):
+        assert conversion[name]["schema"]["pattern"] == f"^{pattern.pattern}$", name
     answer = schemas["EventAnswer"]["properties"]
     assert answer["userAgent"]["maxLength"] == builder.MAX_HEADER_TEXT
     names = [pb.Validation.Name(value) for value in pb.Validation.values() if value]
@@ -177,6 +187,7 @@ def test_the_pixel_answer_is_documented_as_served(spec: Mapping[str, Any]) -> No
     assert ok["200"]["headers"]["Content-Length"]["schema"]["const"] == len(handlers.PIXEL_GIF)
     no_cache = spec["components"]["headers"]["NoCache"]["schema"]["const"]
     assert no_cache == handlers.NO_CACHE == handlers.PIXEL_ANSWER.headers["Cache-Control"]
+    assert spec["paths"]["/v1/conversion"]["get"]["responses"] == ok  # the pixel's answer
     click = spec["paths"]["/v1/click"]["get"]["responses"]
     assert set(click) == {"302", "400", "404"}
     assert click["302"]["headers"]["Location"]["required"] is True

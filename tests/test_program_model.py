@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from tracker.programs.files import read_program_file
 from tracker.programs.model import (
+    DEFAULT_ATTRIBUTION_WINDOW_DAYS,
     INT32_MAX,
     INT64_MAX,
+    MAX_ATTRIBUTION_WINDOW_DAYS,
     MAX_TEXT,
     MAX_URL,
     Program,
@@ -380,6 +382,82 @@ def test_parse_redis_hash_bad_landing_url() -> None:
         parse_redis_hash(h)
 
 
+# --- click ids and the attribution window ----------------------------------------------------
+
+
+def test_click_id_param_and_window_are_parsed_and_written_back() -> None:
+    obj = program_json(click_id_param="adt_click", attribution_window_days=7)
+    p = parse_program(obj)
+    assert (p.click_id_param, p.attribution_window_days, p.effective_window_days) == (
+        "adt_click",
+        7,
+        7,
+    )
+    assert p.to_json() == obj
+    assert p.to_redis_hash()["click_id_param"] == "adt_click"
+    assert p.to_redis_hash()["attribution_window_days"] == "7"
+    assert parse_redis_hash(redis_hash(p)) == p
+
+
+@pytest.mark.parametrize("mode", ["absent", "null"])
+def test_without_a_window_the_default_applies_and_nothing_is_written(mode: str) -> None:
+    missing: Any = _DROP if mode == "absent" else None
+    p = parse_program(program_json(click_id_param=missing, attribution_window_days=missing))
+    assert (p.click_id_param, p.attribution_window_days) == (None, None)
+    assert p.effective_window_days == DEFAULT_ATTRIBUTION_WINDOW_DAYS == 30
+    assert "attribution_window_days" not in p.to_json()
+    assert "click_id_param" not in p.to_redis_hash()
+
+
+@pytest.mark.parametrize("days", [1, 30, MAX_ATTRIBUTION_WINDOW_DAYS])
+def test_window_edges_are_accepted(days: int) -> None:
+    assert parse_program(program_json(attribution_window_days=days)).effective_window_days == days
+
+
+@pytest.mark.parametrize("value", [0, -1, 91, 365, True, "30", 30.0, [30]])
+def test_bad_windows_are_refused(value: object) -> None:
+    with pytest.raises(ProgramFormatError, match=r"^attribution_window_days:"):
+        parse_program(program_json(attribution_window_days=value))
+
+
+@pytest.mark.parametrize("param", ["a", "adt_click", "A9_", "x" * 32, "gclid"])
+def test_good_click_id_params(param: str) -> None:
+    assert parse_program(program_json(click_id_param=param)).click_id_param == param
+
+
+@pytest.mark.parametrize(
+    "value", ["", "x" * 33, "adt-click", "adt.click", "a b", "adt_click\n", "é", "a=b", "%41", 5]
+)
+def test_bad_click_id_params_are_refused(value: object) -> None:
+    with pytest.raises(ProgramFormatError, match=r"^click_id_param:"):
+        parse_program(program_json(click_id_param=value))
+
+
+@pytest.mark.parametrize("text", ["0", "91", "abc", "", " 30", "+30", "3_0", "٣٠", "30.0"])
+def test_bad_windows_in_a_redis_hash_are_refused(text: str) -> None:
+    h = redis_hash(parse_program(program_json()))
+    h["attribution_window_days"] = text
+    with pytest.raises(ProgramFormatError, match=r"^attribution_window_days:"):
+        parse_redis_hash(h)
+
+
+@pytest.mark.parametrize("text", ["", "adt-click", "x" * 33])
+def test_bad_click_id_params_in_a_redis_hash_are_refused(text: str) -> None:
+    h = redis_hash(parse_program(program_json()))
+    h["click_id_param"] = text
+    with pytest.raises(ProgramFormatError, match=r"^click_id_param:"):
+        parse_redis_hash(h)
+
+
+@pytest.mark.parametrize("text", [" 7", "+7", "7_0", "\u0667", "7 "])
+def test_redis_hash_integers_are_plain_decimal_text(text: str) -> None:
+    """int() would take these; no writer of ours writes them."""
+    h = redis_hash(parse_program(program_json()))
+    h["version"] = text
+    with pytest.raises(ProgramFormatError, match=r"^version:"):
+        parse_redis_hash(h)
+
+
 # --- property: every valid program survives both wire forms ---------------------------------
 
 _URL_TAIL = st.text(alphabet=string.ascii_letters + string.digits + "/-_.~?=&%+", max_size=40)
@@ -405,6 +483,8 @@ programs = st.builds(
     valid_from=_EPOCH,
     valid_until=_EPOCH,
     landing_url=st.none() | _LANDING,
+    click_id_param=st.none() | st.from_regex(r"[A-Za-z0-9_]{1,32}", fullmatch=True),
+    attribution_window_days=st.none() | st.integers(1, MAX_ATTRIBUTION_WINDOW_DAYS),
 )
 
 

@@ -7,6 +7,10 @@ case (GET over a keep-alive HTTP/1.1 connection) the whole answer is serialized 
 and written to the transport as one buffer. Every other case (HEAD, HTTP/1.0, Connection: close)
 gets a regular aiohttp Response with the same status, headers and body, so that aiohttp keeps
 deciding the connection handling it knows best.
+
+A TemplatedAnswer is the same with one per-request part inside one header value (a click's
+redirect that carries its click id): the bytes before that part and after it are serialized
+once (the latter once per second, with the Date), and a request costs their concatenation.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from multidict import CIMultiDict
 
 # What aiohttp refuses in a header (it checks each Response; this checks once, at construction).
 _FORBIDDEN_IN_HEADER = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Where a TemplatedAnswer's per-request part goes: a private-use character, which no value
+# checked by tracker.programs.model.is_redirect_url holds (it is not printable).
+SLOT = "\ue000"
+_SLOT_BYTES = SLOT.encode()
+# The per-request part, from the handler to the shared answer's prepare().
+_PART: web.RequestKey[str] = web.RequestKey("templated_answer_part", str)
 
 
 class FixedAnswer:
@@ -37,6 +47,34 @@ class FixedAnswer:
         if request.version == HttpVersion11 and request.method == "GET" and request.keep_alive:
             return self._wire
         return web.Response(status=self.status, headers=self.headers, body=self.body)
+
+
+class TemplatedAnswer:
+    """One status, header set and body, but for one header value that holds SLOT once: each
+    request fills it in with its own part (ASCII letters and digits: the caller's own ids,
+    written as they are)."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+        slots = [name for name, value in headers.items() if SLOT in value]
+        if len(slots) != 1 or headers[slots[0]].count(SLOT) != 1:
+            raise ValueError("exactly one header value must hold the slot, once")
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self._slotted = slots[0]
+        self._wire = _PreSerializedTemplate(status, headers, body)
+
+    def filled(self, part: str) -> dict[str, str]:
+        """The headers of the answer with `part` in its slot."""
+        headers = dict(self.headers)
+        headers[self._slotted] = headers[self._slotted].replace(SLOT, part)
+        return headers
+
+    def respond(self, request: web.BaseRequest, part: str) -> web.StreamResponse:
+        if request.version == HttpVersion11 and request.method == "GET" and request.keep_alive:
+            request[_PART] = part
+            return self._wire
+        return web.Response(status=self.status, headers=self.filled(part), body=self.body)
 
 
 class _PreSerialized(web.StreamResponse):
@@ -78,3 +116,21 @@ class _PreSerialized(web.StreamResponse):
 
     async def write_eof(self, data: bytes = b"") -> None:
         return None  # everything was written by prepare
+
+
+class _PreSerializedTemplate(_PreSerialized):
+    """The same, in two pieces around the slot: `_serialized` is what follows the slot, and the
+    request's own part (set by TemplatedAnswer.respond) goes between."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        super().__init__(status, headers, body)
+        self._before_slot, _, self._before_date = self._before_date.partition(_SLOT_BYTES)
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        transport.write(self._before_slot + request[_PART].encode() + self._serialized())
+        writer = request.writer
+        await writer.drain()
+        return writer

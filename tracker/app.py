@@ -47,6 +47,7 @@ def create_app(
     app.router.add_get("/v1/pixel", tracking.pixel)
     app.router.add_get("/v1/click", tracking.click)
     app.router.add_get("/event/{program_id}", tracking.event)
+    app.router.add_get("/v1/conversion", tracking.conversion)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)

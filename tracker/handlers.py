@@ -13,8 +13,10 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from tracker.answers import FixedAnswer
+from tracker.click_ids import WINDOW_FIELDS, ClickIdRedirects
+from tracker.conversions import ConversionFields
 from tracker.core import TrackerCore
-from tracker.events.builder import is_billable
+from tracker.events.builder import is_billable, new_message_id
 from tracker.headertext import valid_text
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
 from tracker.integrity.prefetch import is_prefetch
@@ -34,8 +36,10 @@ PIXEL_GIF = (
 )
 NO_CACHE = "no-cache, no-store, must-revalidate"
 PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": NO_CACHE}, PIXEL_GIF)
-# One per landing URL, at most ~5 KB each.
+# One per landing URL (and one per program with click_id_param), at most ~5 KB each.
 MAX_REDIRECT_ANSWERS = 2_000
+CLICK: int = pb.CLICK
+CONVERSION: int = pb.CONVERSION
 
 
 class TrackingHandlers:
@@ -55,6 +59,15 @@ class TrackingHandlers:
         self._fallback = core.settings.click_fallback_url
         self._trust_forwarded = core.settings.trust_forwarded_for
         self._redirects: BoundedMemo[str, FixedAnswer] = BoundedMemo(MAX_REDIRECT_ANSWERS)
+        self._click_ids = ClickIdRedirects(MAX_REDIRECT_ANSWERS, {"Cache-Control": NO_CACHE})
+        self._conversion_stats = self._stats["conversion"]
+        self._conversions = ConversionFields()
+        core.metrics.track_counters(
+            "tracker_conversion_params_dropped",
+            "Conversion parameters left out of their event because they were malformed",
+            ("param",),
+            self._conversions.counts,
+        )
         self._client_fields = core.client_fields.fragment
         self._clock = core.clock
         self._outcomes = core.events.outcomes
@@ -94,11 +107,31 @@ class TrackingHandlers:
             return _json_error(400, "query parameter 'program' is missing or malformed")
         stats.observe(perf_counter() - started)
         destination = self._fallback
-        if facts.validation == pb.OK and facts.program and facts.program.landing_url:
-            destination = facts.program.landing_url
+        program = facts.program
+        if facts.validation == pb.OK and program is not None and program.landing_url:
+            destination = program.landing_url
+            param = program.click_id_param
+            if param is not None and facts.fields:  # given a click id (see _issue_click_id)
+                answer = self._click_ids.answer(program, destination, param)
+                return answer.respond(request, facts.message_id)
         if destination is None:
             return _json_error(404, "no destination for this program")
         return self._redirect(destination).respond(request)
+
+    async def conversion(self, request: web.Request) -> web.StreamResponse:
+        """The pixel's answer, always; a CONVERSION event when the program id is well formed
+        (its own fields: see _record and tracker.conversions)."""
+        started = perf_counter()
+        stats = self._conversion_stats
+        query = request.query
+        program_id = query.get("program")
+        if program_id is None:
+            stats.outcomes[MALFORMED] += 1
+        else:
+            facts = RequestFacts(query, request.headers, CONVERSION, program_id)
+            await self._track(request, facts, stats)
+        stats.observe(perf_counter() - started)
+        return PIXEL_ANSWER.respond(request)
 
     def _redirect(self, destination: str) -> FixedAnswer:
         answer = self._redirects.get(destination)
@@ -166,7 +199,14 @@ class TrackingHandlers:
         ivt = self._invalid_traffic(request, facts)
         facts.client = self._client_fields(facts)
         event_type = facts.event_type
-        if ivt == pb.IVT_NONE and event_type == pb.CLICK and self._duplicates is not None:
+        # The event type's own fields, once privacy has decided (facts.withheld).
+        if event_type == CLICK:
+            program = facts.program
+            if program is not None and program.click_id_param is not None:
+                self._issue_click_id(facts, program)
+        elif event_type == CONVERSION:
+            facts.fields = self._conversions.serialize(facts.query, facts.withheld)
+        if ivt == pb.IVT_NONE and event_type == CLICK and self._duplicates is not None:
             if self._write_ahead_log is None:
                 self._duplicates.submit(facts, facts.program_id, address or "", user_agent, day)
                 return
@@ -182,6 +222,15 @@ class TrackingHandlers:
             self._ship(self._outcomes[event_type, validation, ivt], facts)
         if self._write_ahead_log is not None:
             await self._write_ahead_log.committed()
+
+    @staticmethod
+    def _issue_click_id(facts: RequestFacts, program: Program) -> None:
+        """A click id for a click that goes to its program's landing URL, unless privacy
+        withholds identifiers. Drawn here, before the duplicate check (which builds the event
+        once Redis answers), so that the redirect and the event carry the same id."""
+        if facts.validation == pb.OK and program.landing_url and not facts.withheld:
+            facts.message_id = new_message_id()
+            facts.fields = WINDOW_FIELDS[program.effective_window_days]
 
     def _invalid_traffic(self, request: web.Request, facts: RequestFacts) -> int:
         """The one reason this event is not worth billing, checked from the cheapest up, or

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
-ROUTES = ("pixel", "click", "event")
+ROUTES = ("pixel", "click", "event", "conversion")
 # Slot per outcome: the Validation enum value, and slot 0 (VALIDATION_UNSPECIFIED is never
 # recorded) for a request without a well-formed program id.
 MALFORMED = 0

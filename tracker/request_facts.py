@@ -27,6 +27,7 @@ class RequestFacts:
         "customer",
         "day",
         "event_type",
+        "fields",
         "headers",
         "message_id",
         "now",
@@ -36,6 +37,7 @@ class RequestFacts:
         "timestamp_ms",
         "user_agent",
         "validation",
+        "withheld",
     )
 
     # What the request says (set when the record is made).
@@ -54,7 +56,13 @@ class RequestFacts:
     address: str | None  # as the request came (the load balancer's claim when trusted)
     day: int  # the UTC day of `now`: the visitor pseudonym's day
     client: bytes  # the client's part of the event, serialized (privacy decides it)
-    # The event's id once it is built; "" while a click waits for its duplicate check.
+    # Privacy withholds identifiers: CONSENT_DENIED, or Sec-GPC/DNT (set with `client`).
+    withheld: bool
+    # The event type's own fields, serialized: a click's attribution window when it was given
+    # a click id, a conversion's parameters; b"" for every other event.
+    fields: bytes
+    # The event's id once it is built; "" while a click waits for its duplicate check, unless
+    # the click was given a click id: then that id, drawn before its redirect.
     message_id: str
 
     def __init__(
@@ -69,6 +77,7 @@ class RequestFacts:
         self.event_type = event_type
         self.program_id = program_id
         self.message_id = ""
+        self.fields = b""
 
     @property
     def customer_id(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +30,17 @@ USER_ID_KEY = "edge-fuzz-user-id-key-0123456789"
 TCF_VENDOR_ID = "755"
 
 LANDING_URL = "https://example.com/landing?utm_source=tracker&utm_medium=edge"
+# A program whose clicks get a click id: its landing URL already holds the parameter (replaced).
+SHOP_LANDING_URL = "https://shop.example/item?adt_click=stale&ref=edge#reviews"
 PROGRAMS: list[dict[str, Any]] = [
     program("demo-shoes", customer_id=1001, landing_url=LANDING_URL),
+    program(
+        "demo-shop",
+        customer_id=1004,
+        landing_url=SHOP_LANDING_URL,
+        click_id_param="adt_click",
+        attribution_window_days=14,
+    ),
     program("demo-books", customer_id=1002, landing_url=None),
     # Switched off and expired: their landing URLs must never be a click's destination.
     program("demo-paused", valid=False, landing_url="https://example.com/never-paused"),
@@ -41,8 +51,16 @@ PROGRAMS: list[dict[str, Any]] = [
         landing_url="https://example.com/never-expired",
     ),
 ]
-# Every Location header the tracker may send.
-DESTINATIONS = frozenset({LANDING_URL, FALLBACK_URL})
+# Every Location header the tracker may send: these, or demo-shop's with a click id (or without
+# one, when privacy withholds it).
+DESTINATIONS = frozenset({LANDING_URL, FALLBACK_URL, SHOP_LANDING_URL})
+CLICK_ID_DESTINATION = re.compile(
+    r"https://shop\.example/item\?ref=edge&adt_click=[0-9a-f]{32}#reviews"
+)
+
+
+def is_destination(location: str) -> bool:
+    return location in DESTINATIONS or CLICK_ID_DESTINATION.fullmatch(location) is not None
 
 
 @dataclass

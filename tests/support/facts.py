@@ -27,9 +27,12 @@ def request_facts(
     client: bytes = b"",
     customer: int = 0,
     day: int | None = None,
+    fields: bytes = b"",
+    message_id: str = "",
 ) -> RequestFacts:
     """Facts as the handler would have gathered them: `query` holds every parameter (extra
-    parameters included), the user agent comes from `headers`, `day` from the time unless given."""
+    parameters included), the user agent comes from `headers`, `day` from the time unless given;
+    `fields` the event type's own (serialized), `message_id` a click id drawn before."""
     facts = RequestFacts(
         MultiDictProxy(MultiDict({"program": program_id, **(query or {})})),
         CIMultiDictProxy(CIMultiDict(headers or {})),
@@ -45,6 +48,9 @@ def request_facts(
     facts.address = address
     facts.day = timestamp_ms // (1000 * DAY_SECONDS) if day is None else day
     facts.client = client
+    facts.withheld = False
+    facts.fields = fields
+    facts.message_id = message_id
     return facts
 
 

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 
+from tracker.conversions import CONVERSION_PARAMS
 from tracker.memo import BoundedMemo
 from tracker.programs.model import Program
 from tracker.request_facts import RequestFacts
@@ -28,9 +29,13 @@ MAX_PARAMS_TEXT = 1024
 RESERVED_PARAMS = frozenset(
     {"program", "customer", "gdpr", "gdpr_consent", "uid", "exp", "kid", "sig"}
 )
+# A conversion's own parameters are fields of its event (or left out when malformed, and then
+# not kept in clear in `params` either).
+CONVERSION_RESERVED_PARAMS = RESERVED_PARAMS | CONVERSION_PARAMS
 PARAM_KEY = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_PARAM_KEY}}}")
 
 TrackingEvent = pb.TrackingEvent
+CONVERSION: int = pb.CONVERSION
 MAX_PREFIXES = 100_000
 
 
@@ -71,13 +76,16 @@ def is_billable(validation: int, ivt: int) -> bool:
     return validation == pb.OK and ivt == pb.IVT_NONE
 
 
-def extra_params(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The query parameters worth keeping: well-formed keys, bounded count and lengths, and
-    values of MAX_PARAMS_TEXT characters in all (the last one kept is cut to what is left)."""
+def extra_params(
+    items: Iterable[tuple[str, str]], reserved: frozenset[str] = RESERVED_PARAMS
+) -> dict[str, str]:
+    """The query parameters worth keeping: well-formed keys, none of `reserved`, bounded count
+    and lengths, and values of MAX_PARAMS_TEXT characters in all (the last one kept is cut to
+    what is left)."""
     kept: dict[str, str] = {}
     left = MAX_PARAMS_TEXT
     for key, value in items:
-        if key in RESERVED_PARAMS or key in kept or not PARAM_KEY.fullmatch(key):
+        if key in reserved or key in kept or not PARAM_KEY.fullmatch(key):
             continue
         kept[key] = cut = value[: min(MAX_PARAM_VALUE, left)]
         left -= len(cut)
@@ -91,8 +99,9 @@ class EventFactory:
     protobuf parses concatenated messages as one, merged, and each field here is in exactly one
     part. The program's fields are serialized once per program, the client's come serialized
     from tracker.privacy.client_fields (once per distinct client), the outcome once per
-    (event type, validation, invalid-traffic reason), the timestamp once per millisecond; only
-    the message id, and the customer and parameters when a request has them, are new per
+    (event type, validation, invalid-traffic reason), the timestamp once per millisecond, a
+    click's attribution window once per value (tracker.click_ids); only the message id, and
+    the customer, parameters and a conversion's fields when a request has them, are new per
     request. Building one upb
     message per request instead cost four times as much (measured, docs/benchmarks.md)."""
 
@@ -120,7 +129,7 @@ class EventFactory:
     def build(self, outcome: bytes, facts: RequestFacts) -> tuple[str, bytes]:
         """(message_id, serialized event). `outcome` is one of `outcomes`; `facts` holds the
         program, the time and the client's serialized fields."""
-        message_id = new_message_id()
+        message_id = facts.message_id or new_message_id()  # a click id is drawn earlier
         timestamp_ms = facts.timestamp_ms
         if timestamp_ms != self._stamp_ms:
             self._stamp = TrackingEvent(timestamp_ms=timestamp_ms).SerializeToString()
@@ -132,12 +141,14 @@ class EventFactory:
             MESSAGE_ID_FIELD,
             message_id.encode(),
             self._stamp,
+            facts.fields,  # b"" but for conversions and clicks given a click id
         ]
         if facts.customer:
             parts.append(TrackingEvent(requested_customer_id=facts.customer).SerializeToString())
         query = facts.query
-        if not RESERVED_PARAMS.issuperset(query.keys()):  # the common pixel has none
-            params = extra_params(query.items())
+        reserved = RESERVED_PARAMS if facts.event_type != CONVERSION else CONVERSION_RESERVED_PARAMS
+        if not reserved.issuperset(query.keys()):  # the common pixel has none
+            params = extra_params(query.items(), reserved)
             if params:
                 parts.append(TrackingEvent(params=params).SerializeToString())
         return message_id, b"".join(parts)

@@ -68,7 +68,7 @@ class ClientFields:
     def fragment(self, facts: RequestFacts) -> bytes:
         """The client's part of the event, from the request's query and headers, its user agent
         (cut to MAX_USER_AGENT already), address, program (an unknown program's event gets no
-        visitor_id) and UTC day."""
+        visitor_id) and UTC day. Sets `facts.withheld`."""
         query = facts.query
         gdpr = query.get("gdpr")
         consent: int
@@ -79,11 +79,15 @@ class ClientFields:
         self.by_consent[consent] += 1
         headers = facts.headers
         referer = valid_text(headers.get("Referer", "")[:MAX_PARSED])
+        # `withheld` is what later steps read (a click id is neither given nor taken then).
         if headers.get("Sec-GPC") == "1" or headers.get("DNT") == "1":
             self.opted_out += 1
+            facts.withheld = True
             return self._withheld_fragment(referer, consent, True)
         if consent == pb.CONSENT_DENIED:
+            facts.withheld = True
             return self._withheld_fragment(referer, consent, False)
+        facts.withheld = False
         fragment = self._observed_fragment(facts, referer, consent)
         uid = query.get("uid")
         if uid is not None and self._user_id_key is not None:

@@ -14,6 +14,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 PROGRAM_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A query parameter name that needs no percent-encoding in any URL (the click id's carrier).
+CLICK_ID_PARAM = re.compile(r"[A-Za-z0-9_]{1,32}")
+DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30
+MAX_ATTRIBUTION_WINDOW_DAYS = 90
+# An integer as to_redis_hash writes it: int() alone would also take " 7", "+7", "7_0" and
+# non-ASCII digits, none of which a writer of ours produces.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
 MAX_TEXT = 1024
 MAX_URL = 2048
 INT32_MAX = 2**31 - 1
@@ -28,6 +35,17 @@ class ProgramFormatError(ValueError):
     """A program object or hash is malformed; the message says which field."""
 
 
+# Written only when set; integers in the Redis hash are decimal text.
+_OPTIONAL_FIELDS = (
+    "valid_from",
+    "valid_until",
+    "landing_url",
+    "click_id_param",
+    "attribution_window_days",
+)
+_INTEGER_FIELDS = ("customer_id", "version", "valid_from", "valid_until", "attribution_window_days")
+
+
 @dataclass(frozen=True, slots=True)
 class Program:
     program_id: str
@@ -40,6 +58,16 @@ class Program:
     valid_from: int | None = None
     valid_until: int | None = None
     landing_url: str | None = None
+    # None when the core data does not say: stored forms then round-trip exactly, and the
+    # effective window is effective_window_days.
+    click_id_param: str | None = None
+    attribution_window_days: int | None = None
+
+    @property
+    def effective_window_days(self) -> int:
+        """How many days after a click a conversion is attributed to it (30 unless set)."""
+        days = self.attribution_window_days
+        return DEFAULT_ATTRIBUTION_WINDOW_DAYS if days is None else days
 
     def to_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {
@@ -51,7 +79,7 @@ class Program:
             "valid": self.valid,
             "version": self.version,
         }
-        for key in ("valid_from", "valid_until", "landing_url"):
+        for key in _OPTIONAL_FIELDS:
             value = getattr(self, key)
             if value is not None:
                 obj[key] = value
@@ -110,6 +138,8 @@ def parse_program(obj: Mapping[str, Any]) -> Program:
         valid_from=_optional_integer(obj, "valid_from"),
         valid_until=_optional_integer(obj, "valid_until"),
         landing_url=_optional_url(obj.get("landing_url")),
+        click_id_param=_optional_click_id_param(obj.get("click_id_param")),
+        attribution_window_days=_optional_window(obj),
     )
 
 
@@ -119,7 +149,7 @@ def parse_redis_hash(fields: RedisHash) -> Program | None:
     if decoded.get("deleted") == "true":
         return None
     obj: dict[str, Any] = dict(decoded)
-    for key in ("customer_id", "version", "valid_from", "valid_until"):
+    for key in _INTEGER_FIELDS:
         if key in obj:
             obj[key] = _parse_int_text(key, obj[key])
     if "valid" in obj:
@@ -134,10 +164,9 @@ def _str(value: bytes | str) -> str:
 
 
 def _parse_int_text(key: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ProgramFormatError(f"{key}: {value!r} is not an integer") from None
+    if _INTEGER_TEXT.fullmatch(value) is None:
+        raise ProgramFormatError(f"{key}: {value!r} is not an integer")
+    return int(value)
 
 
 def _program_id(obj: Mapping[str, Any]) -> str:
@@ -172,6 +201,20 @@ def _optional_integer(obj: Mapping[str, Any], key: str) -> int | None:
     if obj.get(key) is None:
         return None
     return _integer(obj, key, 0, INT64_MAX)
+
+
+def _optional_click_id_param(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or CLICK_ID_PARAM.fullmatch(value) is None:
+        raise ProgramFormatError("click_id_param: must match ^[A-Za-z0-9_]{1,32}$")
+    return value
+
+
+def _optional_window(obj: Mapping[str, Any]) -> int | None:
+    if obj.get("attribution_window_days") is None:
+        return None
+    return _integer(obj, "attribution_window_days", 1, MAX_ATTRIBUTION_WINDOW_DAYS)
 
 
 def _optional_url(value: object) -> str | None:
