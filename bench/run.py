@@ -6,13 +6,17 @@ agent, signed clicks with and without the duplicate check, and each check's own 
 request), hostile requests (the tracker's CPU per request for each shape a client can send to
 make it work hard, against a typical pixel), capacity and the reporting rollups (what they add
 to the events consumer per event, a 31-day report's latency, how soon an event shows in a
-report; also written to bench/results/rollups.json). Writes bench/results/latest.{json,md,png}.
+report; also written to bench/results/rollups.json) and conversion attribution (its DynamoDB
+units, dollars and CPU per conversion and per click; also written to
+bench/results/attribution.json). Writes bench/results/latest.{json,md,png}.
 
     .venv/bin/python -m bench.run [--quick]
-        [--only durability|privacy|integrity|hostile|capacity|rollups]
+        [--only durability|privacy|integrity|hostile|capacity|rollups|attribution] [--cases TEXT]...
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
-they were and the reports are written again from the merged result.
+they were and the reports are written again from the merged result. With --cases, only the
+main table's one-worker cases whose name holds one of the TEXTs run, and are printed (nothing
+is written): to try a case, or compare a few, in a minute.
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.attribution_cost import FULL as ATTRIBUTION_FULL
+from bench.attribution_cost import QUICK as ATTRIBUTION_QUICK
+from bench.attribution_cost import measure as measure_attribution_cost
 from bench.capacity import measure_capacity
 from bench.cases import Case, Timing
-from bench.demo_programs import DEMO_PIXEL
+from bench.demo_programs import DEMO_CLICK, DEMO_CLICK_WITH_ID, DEMO_CONVERSION, DEMO_PIXEL
 from bench.durability import measure_modes
 from bench.e2e import run_e2e
 from bench.hey import run_hey
@@ -65,7 +72,9 @@ CASES_ONE_WORKER = [
     Case("pixel, cached valid", DEMO_PIXEL, 50, 1),
     Case("pixel, cached valid", DEMO_PIXEL, 200, 1),
     Case("pixel, unknown program", "/v1/pixel?program=no-such-program", 100, 1),
-    Case("click, cached valid", "/v1/click?program=demo-shoes", 100, 1, expected_status=302),
+    Case("conversion, cached valid, every parameter", DEMO_CONVERSION, 100, 1),
+    Case("click, cached valid", DEMO_CLICK, 100, 1, expected_status=302),
+    Case("click, cached valid, with click id", DEMO_CLICK_WITH_ID, 100, 1, expected_status=302),
 ]
 CASES_TWO_WORKERS = [Case("pixel, cached valid", DEMO_PIXEL, 100, 2)]
 # The cases above ship to a canned endpoint (the tracker's own cost); these ship to kinesalite,
@@ -94,6 +103,9 @@ class Plan:
 def main() -> None:
     args = _arguments().parse_args()
     plan = _plan(args)
+    if args.cases:
+        print(json.dumps(_chosen_cases(args.cases, plan.timing), indent=2))
+        return
     if args.only in (None, "integrity", "hostile"):
         ensure_wrk()  # now, not after the other parts have run
     if args.only is not None:
@@ -122,6 +134,12 @@ def _arguments() -> argparse.ArgumentParser:
         "--only",
         choices=list(PARTS),
         help="run only this part, keep the rest of latest.json",
+    )
+    parser.add_argument(
+        "--cases",
+        action="append",
+        metavar="TEXT",
+        help="run only the one-worker cases whose name holds TEXT (repeatable); print them",
     )
     parser.add_argument(
         "--replay-mib",
@@ -174,6 +192,16 @@ def _all_cases(
         stack, CaseSet(CASES_AGGREGATED, 1, {"SHIP_AGGREGATE": "true"}), timing
     )
     return [*plain, *two, *emulated, *aggregated], plain_cost, aggregated_cost
+
+
+def _chosen_cases(texts: list[str], timing: Timing) -> list[dict[str, Any]]:
+    """The one-worker cases named by any of `texts`, shipping to the canned endpoint."""
+    cases = [case for case in CASES_ONE_WORKER if any(text in case.name for text in texts)]
+    if not cases:
+        raise SystemExit(f"no case of {[case.name for case in CASES_ONE_WORKER]} holds {texts}")
+    with demo_stack() as stack, canned_kinesis(stack) as to_canned:
+        summaries, _ = run_cases(stack, CaseSet(cases, 1, to_canned), timing)
+    return summaries
 
 
 def _durability(plan: Plan) -> dict[str, Any]:
@@ -272,6 +300,18 @@ def _rollups(plan: Plan) -> dict[str, Any]:
     return part
 
 
+def _attribution(plan: Plan) -> dict[str, Any]:
+    """Conversion attribution in the events consumer (bench/attribution_cost.py, in process
+    against moto): DynamoDB calls, units and dollars per conversion and per click, the common
+    path against the issue's bar, the parked path, CPU with and without. Also written to
+    bench/results/attribution.json, about a minute."""
+    cost = measure_attribution_cost(ATTRIBUTION_QUICK if plan.quick else ATTRIBUTION_FULL)
+    part: dict[str, Any] = {**_stamp(), **cost}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "attribution.json").write_text(json.dumps(part, indent=2) + "\n")
+    return part
+
+
 # The parts after the tracker's own, in the report's order; each can run alone (--only).
 PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "durability": _durability,
@@ -280,6 +320,7 @@ PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "hostile": _hostile,
     "capacity": _capacity,
     "rollups": _rollups,
+    "attribution": _attribution,
 }
 
 

@@ -1,5 +1,7 @@
 """Where the reports service is deployed: the image, the compose stack, the CloudFormation
-templates (read as data: no Docker engine, no AWS), and `make run`'s demo key."""
+templates (read as data: no Docker engine, no AWS), and `make run`'s demo key; and in the same
+templates, what conversion attribution needs (its table, settings, rights and the scheduled
+match function)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from consumers import lambda_handlers
+from consumers.provision import table_specs
+from consumers.settings import ConsumerSettings
 from tracker.devstack.__main__ import _demo_customer, _key_from_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,6 +319,160 @@ def test_reports_is_reached_from_the_alb_only_and_reaches_redis() -> None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+# --- Conversion attribution ----------------------------------------------------------------
+
+DEFAULTS = ConsumerSettings.from_env({})
+ATTRIBUTION_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:UpdateItem",
+}
+
+
+def test_the_attribution_table_is_keyed_as_the_consumers_key_it_and_expires() -> None:
+    table = resource("data.yaml", "AttributionTable")
+    properties = table["Properties"]
+    spec = table_specs(DEFAULTS)[DEFAULTS.attribution.table]  # what `consumers init` creates
+    assert (
+        properties["KeySchema"]
+        == spec["KeySchema"]
+        == [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ]
+    )
+    assert properties["AttributeDefinitions"] == spec["AttributeDefinitions"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    # Click records, markers and parked records all carry expires_at (records.py).
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert properties["SSESpecification"] == {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Ref": "DataKey"},
+    }
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    outputs = template("data.yaml")["Outputs"]
+    assert outputs["AttributionTableName"]["Value"] == {"Ref": "AttributionTable"}
+    assert outputs["AttributionTableArn"]["Value"] == {"Fn::GetAtt": "AttributionTable.Arn"}
+
+
+def test_every_attribution_process_names_the_table_and_the_wait() -> None:
+    consumer = environment(container("EventsConsumerTaskDefinition"))
+    functions = [
+        resource("services.yaml", name)["Properties"]["Environment"]["Variables"]
+        for name in ("EventsFunction", "MatchFunction")
+    ]
+    for settings in (consumer, *functions):
+        assert imported(settings["ATTRIBUTION_TABLE"]) == "AttributionTableName"
+        assert settings["MATCH_WAIT_SECONDS"] == {"Ref": "MatchWaitSeconds"}
+    match = functions[1]
+    assert imported(match["EVENTS_TABLE"]) == "EventsTableName"
+    assert imported(match["ROLLUP_TABLE"]) == "RollupTableName"
+    wait = template("services.yaml")["Parameters"]["MatchWaitSeconds"]
+    assert wait["Default"] == DEFAULTS.attribution.match_wait_seconds == 900
+    assert (wait["MinValue"], wait["MaxValue"]) == (0, 86_400)  # settings.py's bounds
+
+
+def test_the_events_workers_run_the_stream_path_the_matcher_and_erasure() -> None:
+    role = resource("services.yaml", "EventsConsumerTaskRole")
+    assert actions_on(role, "AttributionTableArn") == {
+        "dynamodb:BatchGetItem",  # click records
+        "dynamodb:BatchWriteItem",  # click records recorded; erasure's deletes
+        "dynamodb:PutItem",  # claims and parking, conditional
+        "dynamodb:GetItem",
+        "dynamodb:Query",  # the parked partitions
+        "dynamodb:DeleteItem",  # a parked record dropped, a claim given back
+        "dynamodb:DescribeTable",  # the start-up key check
+    }
+    # The matcher reads a parked conversion's item and marks it decided.
+    assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= actions_on(role, "EventsTableArn")
+
+
+def test_the_events_function_runs_only_the_stream_path() -> None:
+    role = resource("services.yaml", "EventsFunctionRole")
+    assert actions_on(role, "AttributionTableArn") == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+        "dynamodb:DescribeTable",
+    }
+    assert not actions_on(role, "EventsTableArn") & {"dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+
+
+def test_the_match_function_has_exactly_the_matchers_rights() -> None:
+    role = resource("services.yaml", "MatchFunctionRole")
+    assert role["Condition"] == "UseLambdaConsumers"
+    assert actions_on(role, "AttributionTableArn") == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
+    assert actions_on(role, "EventsTableArn") == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert actions_on(role, "RollupTableArn") == {"dynamodb:GetItem", "dynamodb:PutItem"}
+    dynamodb = {a for s in statements(role) for a in _list(s["Action"]) if a.startswith("dynamodb")}
+    assert dynamodb <= {
+        "dynamodb:BatchGetItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    }
+    assert not any(
+        a.startswith(("kinesis:", "sqs:")) for s in statements(role) for a in _list(s["Action"])
+    )
+
+
+def test_only_the_attribution_processes_write_the_attribution_table() -> None:
+    writers = {
+        logical_id
+        for logical_id, r in template("services.yaml")["Resources"].items()
+        if r["Type"] == "AWS::IAM::Role"
+        and actions_on(r, "AttributionTableArn") & ATTRIBUTION_WRITES
+    }
+    assert writers == {"EventsConsumerTaskRole", "EventsFunctionRole", "MatchFunctionRole"}
+
+
+def test_the_match_function_runs_the_match_handler_once_a_minute_one_at_a_time() -> None:
+    function = resource("services.yaml", "MatchFunction")
+    properties = function["Properties"]
+    events = resource("services.yaml", "EventsFunction")["Properties"]
+    assert function["Condition"] == "UseLambdaConsumers"
+    (handler,) = properties["ImageConfig"]["Command"]
+    module, _, name = handler.rpartition(".")
+    assert module == lambda_handlers.__name__
+    assert callable(getattr(lambda_handlers, name))
+    assert name == "match_handler"
+    assert properties["Code"] == events["Code"]  # the events function's image
+    assert properties["ReservedConcurrentExecutions"] == 1
+    assert properties["VpcConfig"] == events["VpcConfig"]
+    assert properties["KmsKeyArn"] == events["KmsKeyArn"]
+    log_group = resource("services.yaml", "MatchFunctionLogGroup")["Properties"]
+    assert properties["LoggingConfig"] == {"LogGroup": {"Ref": "MatchFunctionLogGroup"}}
+    assert log_group["LogGroupName"] == {"Fn::Sub": "/lambda/${EnvironmentName}/match"}
+    assert log_group["KmsKeyId"] == events["KmsKeyArn"]
+
+    rule = resource("services.yaml", "MatchSchedule")
+    assert rule["Condition"] == "UseLambdaConsumers"
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert rule["Properties"]["State"] == "ENABLED"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": "MatchFunction.Arn"}
+    permission = resource("services.yaml", "MatchSchedulePermission")["Properties"]
+    assert permission == {
+        "FunctionName": {"Ref": "MatchFunction"},
+        "Action": "lambda:InvokeFunction",
+        "Principal": "events.amazonaws.com",
+        "SourceArn": {"Fn::GetAtt": "MatchSchedule.Arn"},
+    }
+    retries = resource("services.yaml", "MatchFunctionInvokeConfig")["Properties"]
+    assert retries["MaximumRetryAttempts"] == 0  # the next run does the same work
 
 
 # --- make run's demo key -------------------------------------------------------------------
