@@ -160,6 +160,8 @@ class EventsProcessor:
             return
         refused = {item_key(r.item) for r in rejected}
         stored = [batch.origins[k] for i in batch.items if (k := item_key(i)) not in refused]
+        if settled is not None:
+            stored += [batch.origins[item_key(i)] for i in settled.waiting]
         amounts = conversion_amounts(settled, (event for _, event in stored))
         groups = fold(((event, letter.sequence_number) for letter, event in stored), amounts)
         await self._rollups.writer.apply(shard_id, groups)

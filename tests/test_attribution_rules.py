@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.attribution import records
-from consumers.attribution.matcher import _decision_of, _noted, _recent
 from consumers.attribution.rules import (
     ATTRIBUTED,
     CLICK_AFTER_CONVERSION_MS,
@@ -100,17 +99,3 @@ def test_a_parked_record_reads_back_as_written(
     item = records.parked_record(parked, 900)
     assert records.parked_of(item) == parked
     assert item["pk"]["S"] == records.parked_partition(message_id)
-
-
-@given(
-    st.sampled_from([ATTRIBUTED, DUPLICATE, UNKNOWN_CLICK]), st.booleans(), st.integers(0, 10**13)
-)
-def test_a_rows_note_reads_back_as_the_decision(attribution: str, billable: bool, at: int) -> None:
-    click = Click("", at, billable, 0) if attribution == ATTRIBUTED else None
-    decision = Decision(attribution, click)
-    assert _decision_of(_noted(decision, CLICK_MS)) == decision
-
-
-def test_old_notes_are_forgotten() -> None:
-    notes = {"old": f"UNKNOWN_CLICK {CLICK_MS}", "new": f"DUPLICATE {CLICK_MS + 3_600_000}"}
-    assert _recent(notes, CLICK_MS + 3_600_000) == {"new": notes["new"]}

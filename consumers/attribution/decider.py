@@ -42,7 +42,6 @@ from consumers.rollups.tally import rollup_key
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 BY_STREAM = "stream"
-BY_MATCH = "match"
 ItemKey = tuple[str, str]
 
 
@@ -50,6 +49,9 @@ class Settled(NamedTuple):
     items: list[Item]  # the batch's items to write, conversions with their decision
     decisions: dict[str, Decision]  # message id -> a decision made here, for the rollups
     clicks: list[dict[str, Any]]  # click records to write to the attribution table
+    # Conversions stored but not written in the batch (parked, or left to the matcher): the
+    # rollups still count them as events (validation); their attribution the matcher counts.
+    waiting: list[Item]
 
 
 class StreamAttribution:
@@ -73,7 +75,7 @@ class StreamAttribution:
         stored: Mapping[ItemKey, Item],
         events: Mapping[ItemKey, pb.TrackingEvent],
     ) -> Settled:
-        settled = Settled([], {}, [])
+        settled = Settled([], {}, [], [])
         fresh: list[tuple[Item, Conversion]] = []
         in_batch: dict[str, Click] = {}
         for item in items:
@@ -109,6 +111,7 @@ class StreamAttribution:
             with_decision(item, decision, BY_STREAM)
             if decision.attribution == PENDING:
                 parking.append(self._park(item, conversion, events[item_key(item)]))
+                settled.waiting.append(item)
                 continue
             settled.items.append(item)
             settled.decisions[conversion.message_id] = decision
@@ -177,6 +180,7 @@ def _keep_stored(item: Item, stored: Item, settled: Settled) -> None:
     attribution = stored["attribution"]["S"]
     by = stored.get("attribution_by", {}).get("S")
     if attribution == PENDING or by != BY_STREAM:
+        settled.waiting.append(item)
         return
     click = None
     if attribution == ATTRIBUTED:

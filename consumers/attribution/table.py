@@ -74,6 +74,20 @@ class AttributionTable:
         await until_processed(step, GetRequest(keys, CLICK_FIELDS), "BatchGetItem", None)
         return items
 
+    async def get_many(self, request: GetRequest) -> list[dict[str, Any]]:
+        """The items of `request` that exist in the attribution table (consistent reads)."""
+        items: list[dict[str, Any]] = []
+
+        async def step(request: GetRequest) -> GetRequest | None:
+            answer = await self._retried(lambda: self._calls.get(self.name, request), "get")
+            items.extend(answer.items)
+            if not answer.unprocessed:
+                return None
+            return GetRequest(answer.unprocessed, request.attributes)
+
+        await until_processed(step, request, "BatchGetItem", None)
+        return items
+
     async def record_clicks(self, clicks: Sequence[dict[str, Any]]) -> None:
         unique = list({c["pk"]["S"]: c for c in clicks}.values())
         await asyncio.gather(

@@ -28,9 +28,8 @@ class RollupState:
     sketch: bytes | None = None
     positions: dict[str, str] = field(default_factory=dict)
     version: int = 0  # 0: no item yet
-    # Parked conversions the matcher has counted here but not yet marked decided on their item:
-    # message id -> the attribution counted (consumers/attribution/matcher.py). A handful at a
-    # time: each entry goes once its item says the same.
+    # Conversions the matcher decided and counted here: message id -> when (epoch ms), kept
+    # for a minute or so, at most a few hundred (consumers/attribution/late_counts.py).
     late: dict[str, str] = field(default_factory=dict)
 
 
@@ -55,13 +54,13 @@ def added(state: RollupState, shard_id: str, events: Sequence[Counted]) -> Rollu
 
 
 def with_late(
-    state: RollupState, message_id: str, attribution: str, amounts: Mapping[str, int]
+    state: RollupState, message_id: str, noted: str, amounts: Mapping[str, int]
 ) -> RollupState:
     """The state with a parked conversion's decision counted (`amounts` added) and noted in
     `late`; positions as they were: it is counted by its decision, not by a stream position."""
     counts = Counter(state.counts)
     counts.update(amounts)
-    late = {**state.late, message_id: attribution}
+    late = {**state.late, message_id: noted}
     return RollupState(dict(counts), state.sketch, dict(state.positions), state.version, late)
 
 
