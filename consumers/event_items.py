@@ -32,6 +32,13 @@ _MESSAGE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 USER_KEY = re.compile(r"[0-9a-f]{32}")
 _ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+# The text fields attribution makes keys of, and what each must be.
+_KEYED_FIELDS = (
+    ("click_id", _MESSAGE_ID),
+    ("original_click_id", _MESSAGE_ID),
+    ("order_id", _ORDER_ID),
+    ("currency", _CURRENCY),
+)
 MAX_VALUE_MICROS = 10**18  # a value below 10^12, in millionths
 MAX_WINDOW_DAYS = 90
 MAX_TIMESTAMP_MS = 10**13  # year 2286: anything larger is not a real receive time
@@ -91,12 +98,10 @@ def _problem(event: pb.TrackingEvent) -> str | None:
 def _conversion_problem(event: pb.TrackingEvent) -> str | None:
     """The fields attribution keys on: bounded as the tracker bounds them, so that no foreign
     record can make a key DynamoDB refuses (which would hold up the whole batch)."""
-    if event.click_id and not _MESSAGE_ID.fullmatch(event.click_id):
-        return "bad click_id"
-    if event.order_id and not _ORDER_ID.fullmatch(event.order_id):
-        return "bad order_id"
-    if event.currency and not _CURRENCY.fullmatch(event.currency):
-        return "bad currency"
+    for name, pattern in _KEYED_FIELDS:
+        value = getattr(event, name)
+        if value and not pattern.fullmatch(value):
+            return f"bad {name}"
     if not 0 <= event.value_micros < MAX_VALUE_MICROS:
         return f"bad value_micros {event.value_micros}"
     if not 0 <= event.attribution_window_days <= MAX_WINDOW_DAYS:
@@ -158,6 +163,8 @@ def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
         _conversion_fields(event, item)
     elif event.attribution_window_days:
         item["attribution_window_days"] = {"N": str(event.attribution_window_days)}
+        if event.original_click_id:
+            item["original_click_id"] = {"S": event.original_click_id}
     if event.params:
         item["params"] = {"M": {k: {"S": v} for k, v in event.params.items()}}
     return item

@@ -360,3 +360,29 @@ async def test_the_scheduled_lambda_decides_parked_conversions(
     assert await asyncio.to_thread(match_handler, {"source": "aws.events"}, None) == {"decided": 1}
     assert await attributions(settings) == {message_id(early): "ATTRIBUTED"}
     assert (await report_counts(settings))["revenue.EUR"] == 4
+
+
+async def test_a_double_clicks_conversion_is_attributed_to_its_first_click(
+    settings: ConsumerSettings,
+) -> None:
+    first = click()
+    second = click(
+        at_ms=NOW_MS + 800,
+        billable=False,
+        ivt=pb.IVT_DUPLICATE_CLICK,
+        original_click_id=message_id(first),
+    )
+    # The landing page got the second click's id: the browser followed the last redirect.
+    sale = conversion(message_id(second), order_id="dc-1", value_micros=2, currency="EUR")
+    async with stack(settings) as s:
+        await s.processor.process(SHARD, as_records(second))
+        await s.processor.process(SHARD, as_records(sale))
+        assert await attributions(settings) == {message_id(sale): "PENDING"}  # its first: unseen
+        await s.processor.process(OTHER_SHARD, as_records(first))
+        await asyncio.sleep(settings.attribution.match_poll_seconds)
+        assert await s.matcher.look() == 1
+    item = (await conversions(settings))[message_id(sale)]
+    assert item["attribution"] == {"S": "ATTRIBUTED"}
+    assert item["click_timestamp_ms"] == {"N": str(NOW_MS)}
+    assert item["click_billable"] == {"BOOL": True}
+    assert (await report_counts(settings))["conversions"] == 1

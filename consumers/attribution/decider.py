@@ -83,7 +83,8 @@ class StreamAttribution:
             event = events[key]
             if event.event_type == pb.CLICK and event.attribution_window_days > 0:
                 settled.clicks.append(records.click_record(event))
-                in_batch[event.message_id] = _click_of(event)
+                if not event.original_click_id:  # a double click's second: looked up later
+                    in_batch[event.message_id] = _click_of(event)
             if event.event_type != pb.CONVERSION:
                 settled.items.append(item)
             elif key in stored and "attribution" in stored[key]:

@@ -2,6 +2,7 @@
 
 | pk                               | sk           | what                                         |
 | `click#{click_id}`               | `-`          | a click given a click id: what judging needs |
+|                                  |              | (a double click's second: `same_as` the first)|
 | `dedupe#order#{program}#{order}` | `-`          | the one conversion ATTRIBUTED for an order    |
 | `dedupe#click#{program}#{click}` | `-`          | the same for conversions without an order id  |
 | `parked#{n}`                     | `message_id` | a conversion waiting for its click            |
@@ -45,7 +46,7 @@ def click_record(event: pb.TrackingEvent) -> dict[str, Any]:
     """The record of a click given a click id (its message id)."""
     window = event.attribution_window_days
     expires = event.timestamp_ms // 1000 + (window + 1) * DAY_SECONDS
-    return {
+    record = {
         **click_key(event.message_id),
         "program_id": {"S": event.programid},
         "timestamp_ms": {"N": str(event.timestamp_ms)},
@@ -53,6 +54,15 @@ def click_record(event: pb.TrackingEvent) -> dict[str, Any]:
         "window_days": {"N": str(window)},
         "expires_at": {"N": str(expires)},
     }
+    if event.original_click_id:
+        record["same_as"] = {"S": event.original_click_id}
+    return record
+
+
+def same_as(item: dict[str, Any]) -> str | None:
+    """The first click of a double click, when this record is of its second."""
+    value = item.get("same_as")
+    return None if value is None else str(value["S"])
 
 
 def click_of(item: dict[str, Any]) -> Click:

@@ -24,7 +24,7 @@ from consumers.stored_copies import BatchGet, botocore_batch_get
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-CLICK_FIELDS = ("pk", "program_id", "timestamp_ms", "billable", "window_days")
+CLICK_FIELDS = ("pk", "program_id", "timestamp_ms", "billable", "window_days", "same_as")
 # Ours, or nobody's yet: a conversion delivered again finds the claim it made before.
 CLAIM = "attribute_not_exists(pk) OR winner = :m"
 NEW = Condition("attribute_not_exists(pk)")
@@ -56,11 +56,25 @@ class AttributionTable:
         self._max_attempts = max_attempts
 
     async def clicks(self, click_ids: Sequence[str]) -> dict[str, Click]:
-        """The recorded clicks among `click_ids`, by id."""
+        """The recorded clicks among `click_ids`, by id. The second click of a double click
+        stands for its first (`same_as`): that one is looked up and given instead, or left out
+        while it is not recorded yet."""
+        found = await self._records(click_ids)
+        firsts = {a for i in found.values() if (a := records.same_as(i)) and a not in found}
+        found.update(await self._records(list(firsts)) if firsts else {})
+        clicks: dict[str, Click] = {}
+        for click_id, item in found.items():
+            first = records.same_as(item)
+            original = item if first is None else found.get(first)
+            if original is not None and records.same_as(original) is None:
+                clicks[click_id] = records.click_of(original)
+        return clicks
+
+    async def _records(self, click_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         unique = list(dict.fromkeys(click_ids))
         chunks = [unique[n : n + BATCH_GET_LIMIT] for n in range(0, len(unique), BATCH_GET_LIMIT)]
         found = await asyncio.gather(*(self._clicks(chunk) for chunk in chunks))
-        return {records.click_id_of(i): records.click_of(i) for chunk in found for i in chunk}
+        return {records.click_id_of(i): i for chunk in found for i in chunk}
 
     async def _clicks(self, click_ids: list[str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

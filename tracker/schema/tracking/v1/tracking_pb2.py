@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atracking/v1/tracking.proto\x12\x0btracking.v1\"\xf1\x05\n\rTrackingEvent\x12\x11\n\tprogramid\x18\x01 \x01(\t\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\x05\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x14\n\x0cprogram_name\x18\x05 \x01(\t\x12\x15\n\rcustomer_name\x18\x06 \x01(\t\x12\x10\n\x08is_valid\x18\x07 \x01(\x08\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12*\n\nevent_type\x18\t \x01(\x0e\x32\x16.tracking.v1.EventType\x12\x14\n\x0ctimestamp_ms\x18\n \x01(\x03\x12+\n\nvalidation\x18\x0b \x01(\x0e\x32\x17.tracking.v1.Validation\x12\x1c\n\x14\x63lient_ip_anonymized\x18\x0c \x01(\t\x12\x0f\n\x07referer\x18\r \x01(\t\x12\x36\n\x06params\x18\x0e \x03(\x0b\x32&.tracking.v1.TrackingEvent.ParamsEntry\x12\x18\n\x10tracker_instance\x18\x0f \x01(\t\x12\x1d\n\x15requested_customer_id\x18\x10 \x01(\x03\x12%\n\x07\x63onsent\x18\x11 \x01(\x0e\x32\x14.tracking.v1.Consent\x12\x12\n\nvisitor_id\x18\x12 \x01(\t\x12\x10\n\x08user_key\x18\x13 \x01(\t\x12\x0b\n\x03gpc\x18\x14 \x01(\x08\x12(\n\x03ivt\x18\x15 \x01(\x0e\x32\x1b.tracking.v1.InvalidTraffic\x12\x10\n\x08\x62illable\x18\x16 \x01(\x08\x12\x10\n\x08\x63lick_id\x18\x17 \x01(\t\x12\x10\n\x08order_id\x18\x18 \x01(\t\x12\x14\n\x0cvalue_micros\x18\x19 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x1a \x01(\t\x12\x1f\n\x17\x61ttribution_window_days\x18\x1b \x01(\x05\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*]\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nIMPRESSION\x10\x01\x12\t\n\x05\x43LICK\x10\x02\x12\t\n\x05\x45VENT\x10\x03\x12\x0e\n\nCONVERSION\x10\x04*\x8e\x01\n\nValidation\x12\x1a\n\x16VALIDATION_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x13\n\x0fUNKNOWN_PROGRAM\x10\x02\x12\x0c\n\x08INACTIVE\x10\x03\x12\x12\n\x0eOUTSIDE_WINDOW\x10\x04\x12\x15\n\x11\x43USTOMER_MISMATCH\x10\x05\x12\x0e\n\nUNVERIFIED\x10\x06*g\n\x07\x43onsent\x12\x17\n\x13\x43ONSENT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONSENT_NOT_APPLICABLE\x10\x01\x12\x13\n\x0f\x43ONSENT_GRANTED\x10\x02\x12\x12\n\x0e\x43ONSENT_DENIED\x10\x03*\x8d\x01\n\x0eInvalidTraffic\x12\x0c\n\x08IVT_NONE\x10\x00\x12\x15\n\x11IVT_KNOWN_CRAWLER\x10\x01\x12\x10\n\x0cIVT_PREFETCH\x10\x02\x12\x17\n\x13IVT_DUPLICATE_CLICK\x10\x03\x12\x15\n\x11IVT_BAD_SIGNATURE\x10\x04\x12\x14\n\x10IVT_EXPIRED_LINK\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atracking/v1/tracking.proto\x12\x0btracking.v1\"\x8c\x06\n\rTrackingEvent\x12\x11\n\tprogramid\x18\x01 \x01(\t\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x03 \x01(\x05\x12\x12\n\nuser_agent\x18\x04 \x01(\t\x12\x14\n\x0cprogram_name\x18\x05 \x01(\t\x12\x15\n\rcustomer_name\x18\x06 \x01(\t\x12\x10\n\x08is_valid\x18\x07 \x01(\x08\x12\x12\n\nmessage_id\x18\x08 \x01(\t\x12*\n\nevent_type\x18\t \x01(\x0e\x32\x16.tracking.v1.EventType\x12\x14\n\x0ctimestamp_ms\x18\n \x01(\x03\x12+\n\nvalidation\x18\x0b \x01(\x0e\x32\x17.tracking.v1.Validation\x12\x1c\n\x14\x63lient_ip_anonymized\x18\x0c \x01(\t\x12\x0f\n\x07referer\x18\r \x01(\t\x12\x36\n\x06params\x18\x0e \x03(\x0b\x32&.tracking.v1.TrackingEvent.ParamsEntry\x12\x18\n\x10tracker_instance\x18\x0f \x01(\t\x12\x1d\n\x15requested_customer_id\x18\x10 \x01(\x03\x12%\n\x07\x63onsent\x18\x11 \x01(\x0e\x32\x14.tracking.v1.Consent\x12\x12\n\nvisitor_id\x18\x12 \x01(\t\x12\x10\n\x08user_key\x18\x13 \x01(\t\x12\x0b\n\x03gpc\x18\x14 \x01(\x08\x12(\n\x03ivt\x18\x15 \x01(\x0e\x32\x1b.tracking.v1.InvalidTraffic\x12\x10\n\x08\x62illable\x18\x16 \x01(\x08\x12\x10\n\x08\x63lick_id\x18\x17 \x01(\t\x12\x10\n\x08order_id\x18\x18 \x01(\t\x12\x14\n\x0cvalue_micros\x18\x19 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x1a \x01(\t\x12\x1f\n\x17\x61ttribution_window_days\x18\x1b \x01(\x05\x12\x19\n\x11original_click_id\x18\x1c \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*]\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nIMPRESSION\x10\x01\x12\t\n\x05\x43LICK\x10\x02\x12\t\n\x05\x45VENT\x10\x03\x12\x0e\n\nCONVERSION\x10\x04*\x8e\x01\n\nValidation\x12\x1a\n\x16VALIDATION_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x13\n\x0fUNKNOWN_PROGRAM\x10\x02\x12\x0c\n\x08INACTIVE\x10\x03\x12\x12\n\x0eOUTSIDE_WINDOW\x10\x04\x12\x15\n\x11\x43USTOMER_MISMATCH\x10\x05\x12\x0e\n\nUNVERIFIED\x10\x06*g\n\x07\x43onsent\x12\x17\n\x13\x43ONSENT_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43ONSENT_NOT_APPLICABLE\x10\x01\x12\x13\n\x0f\x43ONSENT_GRANTED\x10\x02\x12\x12\n\x0e\x43ONSENT_DENIED\x10\x03*\x8d\x01\n\x0eInvalidTraffic\x12\x0c\n\x08IVT_NONE\x10\x00\x12\x15\n\x11IVT_KNOWN_CRAWLER\x10\x01\x12\x10\n\x0cIVT_PREFETCH\x10\x02\x12\x17\n\x13IVT_DUPLICATE_CLICK\x10\x03\x12\x15\n\x11IVT_BAD_SIGNATURE\x10\x04\x12\x14\n\x10IVT_EXPIRED_LINK\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRACKINGEVENT_PARAMSENTRY']._loaded_options = None
   _globals['_TRACKINGEVENT_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=799
-  _globals['_EVENTTYPE']._serialized_end=892
-  _globals['_VALIDATION']._serialized_start=895
-  _globals['_VALIDATION']._serialized_end=1037
-  _globals['_CONSENT']._serialized_start=1039
-  _globals['_CONSENT']._serialized_end=1142
-  _globals['_INVALIDTRAFFIC']._serialized_start=1145
-  _globals['_INVALIDTRAFFIC']._serialized_end=1286
+  _globals['_EVENTTYPE']._serialized_start=826
+  _globals['_EVENTTYPE']._serialized_end=919
+  _globals['_VALIDATION']._serialized_start=922
+  _globals['_VALIDATION']._serialized_end=1064
+  _globals['_CONSENT']._serialized_start=1066
+  _globals['_CONSENT']._serialized_end=1169
+  _globals['_INVALIDTRAFFIC']._serialized_start=1172
+  _globals['_INVALIDTRAFFIC']._serialized_end=1313
   _globals['_TRACKINGEVENT']._serialized_start=44
-  _globals['_TRACKINGEVENT']._serialized_end=797
-  _globals['_TRACKINGEVENT_PARAMSENTRY']._serialized_start=752
-  _globals['_TRACKINGEVENT_PARAMSENTRY']._serialized_end=797
+  _globals['_TRACKINGEVENT']._serialized_end=824
+  _globals['_TRACKINGEVENT_PARAMSENTRY']._serialized_start=779
+  _globals['_TRACKINGEVENT_PARAMSENTRY']._serialized_end=824
 # @@protoc_insertion_point(module_scope)

@@ -64,7 +64,7 @@ IVT_BAD_SIGNATURE: InvalidTraffic
 IVT_EXPIRED_LINK: InvalidTraffic
 
 class TrackingEvent(_message.Message):
-    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id", "consent", "visitor_id", "user_key", "gpc", "ivt", "billable", "click_id", "order_id", "value_micros", "currency", "attribution_window_days")
+    __slots__ = ("programid", "checksum", "customer_id", "user_agent", "program_name", "customer_name", "is_valid", "message_id", "event_type", "timestamp_ms", "validation", "client_ip_anonymized", "referer", "params", "tracker_instance", "requested_customer_id", "consent", "visitor_id", "user_key", "gpc", "ivt", "billable", "click_id", "order_id", "value_micros", "currency", "attribution_window_days", "original_click_id")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class TrackingEvent(_message.Message):
     VALUE_MICROS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_CLICK_ID_FIELD_NUMBER: _ClassVar[int]
     programid: str
     checksum: str
     customer_id: int
@@ -126,4 +127,5 @@ class TrackingEvent(_message.Message):
     value_micros: int
     currency: str
     attribution_window_days: int
-    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ..., consent: _Optional[_Union[Consent, str]] = ..., visitor_id: _Optional[str] = ..., user_key: _Optional[str] = ..., gpc: _Optional[bool] = ..., ivt: _Optional[_Union[InvalidTraffic, str]] = ..., billable: _Optional[bool] = ..., click_id: _Optional[str] = ..., order_id: _Optional[str] = ..., value_micros: _Optional[int] = ..., currency: _Optional[str] = ..., attribution_window_days: _Optional[int] = ...) -> None: ...
+    original_click_id: str
+    def __init__(self, programid: _Optional[str] = ..., checksum: _Optional[str] = ..., customer_id: _Optional[int] = ..., user_agent: _Optional[str] = ..., program_name: _Optional[str] = ..., customer_name: _Optional[str] = ..., is_valid: _Optional[bool] = ..., message_id: _Optional[str] = ..., event_type: _Optional[_Union[EventType, str]] = ..., timestamp_ms: _Optional[int] = ..., validation: _Optional[_Union[Validation, str]] = ..., client_ip_anonymized: _Optional[str] = ..., referer: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tracker_instance: _Optional[str] = ..., requested_customer_id: _Optional[int] = ..., consent: _Optional[_Union[Consent, str]] = ..., visitor_id: _Optional[str] = ..., user_key: _Optional[str] = ..., gpc: _Optional[bool] = ..., ivt: _Optional[_Union[InvalidTraffic, str]] = ..., billable: _Optional[bool] = ..., click_id: _Optional[str] = ..., order_id: _Optional[str] = ..., value_micros: _Optional[int] = ..., currency: _Optional[str] = ..., attribution_window_days: _Optional[int] = ..., original_click_id: _Optional[str] = ...) -> None: ...
