@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from tracker.devstack.demo_traffic import send_demo_traffic
+from tracker.devstack.demo_traffic import ConvertingProgram, send_demo_traffic
 from tracker.devstack.processes import (
     LOOPBACK,
     REPO_ROOT,
@@ -30,6 +31,10 @@ from tracker.devstack.processes import (
 DEMO_PROGRAMS = REPO_ROOT / "infra" / "local" / "programs.json"
 # The program the printed examples use; the demo report key is for its customer.
 DEMO_PROGRAM = "demo-shoes"
+# The program with click_id_param the conversion examples use; a second demo report key is for
+# its customer (demo-shoes keeps its plain clicks: the bench compares a click with and without
+# a click id on these two).
+CONVERSION_PROGRAM = "demo-shop"
 # The settings that point a shell at the running stack: `make show` and the README use it.
 ENV_FILE = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")) / "env"
 
@@ -59,6 +64,7 @@ class LocalStack:
         self.started: list[ManagedProcess] = []
         self.stopping = False
         self.report_key = ""
+        self.conversion_report_key = ""
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
@@ -126,15 +132,30 @@ class LocalStack:
             output=sys.stdout.buffer,
         )
         self.started.append(reports.start())
-        self.report_key = self._create_report_key(_demo_customer())
+        self._create_report_keys()
         self._send_demo_traffic()
 
+    def _create_report_keys(self) -> None:
+        """One for the demo program's customer, one for the conversion program's."""
+        self.report_key = self._create_report_key(_demo_customer())
+        self.conversion_report_key = self._create_report_key(_customer_of(CONVERSION_PROGRAM))
+
     def _send_demo_traffic(self) -> None:
-        """A few hundred pixels and clicks, so that the dashboard shows something at once."""
+        """A few hundred pixels and clicks and a few conversions, so that the dashboard shows
+        something at once."""
         if os.environ.get("LOCAL_DEMO_TRAFFIC", "1") == "0":
             return
-        sent = send_demo_traffic(self.tracker_port, (DEMO_PROGRAM, "demo-books"))
-        print(f"[stack] demo traffic: {sent.pixels} pixels, {sent.clicks} clicks", flush=True)
+        param = str(_demo_program(CONVERSION_PROGRAM)["click_id_param"])
+        sent = send_demo_traffic(
+            self.tracker_port,
+            (DEMO_PROGRAM, "demo-books", CONVERSION_PROGRAM),
+            ConvertingProgram(CONVERSION_PROGRAM, param),
+        )
+        print(
+            f"[stack] demo traffic: {sent.pixels} pixels, {sent.clicks} clicks, "
+            f"{sent.conversions} conversions",
+            flush=True,
+        )
 
     def _command(self, name: str) -> list[str]:
         return [sys.executable, "-m", name]
@@ -160,6 +181,10 @@ class LocalStack:
         base = f"http://{LOOPBACK}:{self.tracker_port}"
         reports = f"http://{LOOPBACK}:{self.reports_port}"
         auth = f"Authorization: Bearer {self.report_key}"
+        shop = CONVERSION_PROGRAM
+        param = _demo_program(shop)["click_id_param"]
+        # curl is a known crawler: its click is not billable, its orders count as unattributed.
+        browser = "-A 'Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0'"
         print(
             f"""
 [stack] ready. Try:
@@ -171,11 +196,17 @@ class LocalStack:
   curl -i '{base}/v1/pixel?program=demo-shoes&uid=alice'    # stored as user_key only
   curl -i -H 'Sec-GPC: 1' '{base}/v1/pixel?program=demo-shoes'  # no identifier kept
   make show PROGRAM=demo-shoes    # its events in DynamoDB, a few seconds later
+  curl -si {browser} '{base}/v1/click?program={shop}' | grep -i ^location
+  # CLICK_ID: the {param} value in the Location header above (a click id, 32 hex digits)
+  curl -i '{base}/v1/conversion?program={shop}&click_id=CLICK_ID&order_id=A-1001\
+&value=49.90&currency=EUR'    # the order, attributed to that click
 Reports: the dashboard is {reports}/ ; paste this key (customer {_demo_customer()}):
   {self.report_key}
   curl -s -H '{auth}' '{reports}/v1/programs'
   curl -s -H '{auth}' '{reports}/v1/reports/{DEMO_PROGRAM}?granularity=hour'
   (the requests above show in the report once the events consumer has counted them)
+Conversions ({shop}'s, the demo's and yours) show with this key (customer {_customer_of(shop)}):
+  {self.conversion_report_key}
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
 """,
@@ -201,8 +232,17 @@ def _privacy_env() -> dict[str, str]:
 
 def _demo_customer() -> int:
     """The customer of the demo program in infra/local/programs.json."""
-    programs = json.loads(DEMO_PROGRAMS.read_text())
-    return next(int(p["customer_id"]) for p in programs if p["program_id"] == DEMO_PROGRAM)
+    return _customer_of(DEMO_PROGRAM)
+
+
+def _customer_of(program_id: str) -> int:
+    return int(_demo_program(program_id)["customer_id"])
+
+
+def _demo_program(program_id: str) -> dict[str, Any]:
+    """A program of infra/local/programs.json, as written there."""
+    programs: list[dict[str, Any]] = json.loads(DEMO_PROGRAMS.read_text())
+    return next(p for p in programs if p["program_id"] == program_id)
 
 
 def _key_from_output(output: str) -> str:
