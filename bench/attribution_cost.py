@@ -24,7 +24,8 @@ as a GetItem), a Query the started 4 KB of all it returned (1 at least); a write
 started KB of the larger of the item written and the one replaced (1 at least: a refused
 conditional write and a delete cost units too); the rollup table's `changes` index (projection
 ALL) moves its entry on every row write: the old entry deleted and the new one put. Dollars: on
-demand, us-east-1 list prices, $1.25 per million WRU and $0.25 per million RRU.
+demand, us-east-1 list prices since November 2024, $0.625 per million WRU and $0.125 per
+million RRU (docs/capacity.md uses the same).
 
 The stream as a shard delivers it, alternating between two shards: batches of clicks given a
 click id (window 30 days, validation OK, billable, made as tests/test_attribution_consumer.py
@@ -88,8 +89,8 @@ ORDER_SHARE = 0.5  # of the conversions naming a new click
 DUPLICATE_SHARE = 0.03  # conversions sending again an order of an earlier batch
 NO_CLICK_ID_SHARE = 0.03
 CLICK_LEAD_MS = 60_000  # a parked conversion's click happened this long before it
-WRITE_DOLLARS_PER_MILLION = 1.25  # on demand, us-east-1: per million write request units
-READ_DOLLARS_PER_MILLION = 0.25
+WRITE_DOLLARS_PER_MILLION = 0.625  # on demand, us-east-1: per million write request units
+READ_DOLLARS_PER_MILLION = 0.125
 MONTH_SECONDS = 30 * 86_400
 PUTS_ALONE = 400  # conditional PutItems timed alone, to tell what one costs the consumer
 # The requirement for the common path, per conversion.

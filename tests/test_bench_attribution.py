@@ -55,7 +55,7 @@ def test_each_path_is_charged_what_it_calls(part: dict[str, Any]) -> None:
     click = part["per_click"]
     assert click["attribution_table"]["write_units"] == 1.0
     assert click["attribution_table"]["reads"] == 0.0
-    assert click["dollars_per_million"]["attribution_table"] == 1.25
+    assert click["dollars_per_million"]["attribution_table"] == 0.625
 
 
 @pytest.mark.timeout(120)

@@ -49,8 +49,8 @@ class Matcher:
         self._dynamodb = dynamodb
         self._table = table
         tables = (settings.events_table, settings.rollup_table)
-        self._settler = Settler(dynamodb, table, tables, metrics)
         self._wait_ms = settings.attribution.match_wait_seconds * 1000
+        self._settler = Settler(dynamodb, table, tables, metrics, self._wait_ms)
         self._poll = settings.attribution.match_poll_seconds
         self._metrics = metrics
         self._clock = clock

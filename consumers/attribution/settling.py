@@ -56,8 +56,10 @@ class Settler:
         table: AttributionTable,
         tables: tuple[str, str],
         metrics: ConsumerMetrics,
+        wait_ms: int,
     ) -> None:
-        """`tables`: the events table and the rollup table."""
+        """`tables`: the events table and the rollup table; `wait_ms`: MATCH_WAIT_SECONDS."""
+        self._wait_ms = wait_ms
         self._dynamodb = dynamodb
         self._table = table
         self._events_table, rollup_table = tables
@@ -67,7 +69,9 @@ class Settler:
     async def settle(self, parked: records.Parked, click: Click | None, waiting: Waiting) -> bool:
         """Take `parked` as far as it can go now; True when it was decided and counted."""
         now_ms = int(time.time() * 1000)
-        decision = await self._decided(parked, click, waiting, now_ms)
+        if click is None and waiting(parked, now_ms):
+            return False  # nothing to read or write until the click comes or the wait ends
+        decision = await self._decided(parked, click, now_ms)
         if decision is None:
             return False
         checked_at = time.monotonic()
@@ -81,18 +85,18 @@ class Settler:
         return True
 
     async def _decided(
-        self, parked: records.Parked, click: Click | None, waiting: Waiting, now_ms: int
+        self, parked: records.Parked, click: Click | None, now_ms: int
     ) -> Decision | None:
         """The decision the item holds or is given now; None: nothing for this look to do."""
         item = await self._table.get(self._events_table, _item_key(parked))
         if item is None:
-            if now_ms > parked.parked_ms + ORPHAN_SECONDS * 1000 and not waiting(parked, now_ms):
+            if now_ms > parked.parked_ms + self._wait_ms + ORPHAN_SECONDS * 1000:
                 await self._drop(parked)
             return None
         if item["attribution"]["S"] != PENDING:
             return await self._held(parked, item)
-        decision = await self._decision(parked, click, waiting, now_ms)
-        if decision is None or await self._mark(parked, decision):
+        decision = await self._decision(parked, click)
+        if await self._mark(parked, decision):
             return decision
         item = await self._table.get(self._events_table, _item_key(parked))
         if item is None:  # erased meanwhile
@@ -113,13 +117,12 @@ class Settler:
             click = Click(parked.conversion.program_id, at, bool(billable), 0)
         return Decision(item["attribution"]["S"], click)
 
-    async def _decision(
-        self, parked: records.Parked, click: Click | None, waiting: Waiting, now_ms: int
-    ) -> Decision | None:
-        """The decision now (an ATTRIBUTED one holds its order's claim), or None: wait on."""
+    async def _decision(self, parked: records.Parked, click: Click | None) -> Decision:
+        """The decision now (an ATTRIBUTED one holds its order's claim); no click by now is
+        UNKNOWN_CLICK (settle waits while it may come)."""
         conversion = parked.conversion
         if click is None:
-            return None if waiting(parked, now_ms) else Decision(UNKNOWN_CLICK)
+            return Decision(UNKNOWN_CLICK)
         attribution = judged(conversion, click)
         if attribution != ATTRIBUTED:
             return Decision(attribution)
