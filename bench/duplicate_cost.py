@@ -40,7 +40,7 @@ def duplicate_check_redis(redis_url: str, calls: int) -> Callable[[], float]:
             client, fixed_secrets(), WINDOW_SECONDS, settings.redis_timeout_seconds
         )
         handed_back: list[bool] = []
-        clicks.on_checked = lambda _click, duplicate: handed_back.append(duplicate)
+        clicks.on_checked = lambda _click, found: handed_back.append(found is not None)
         flusher = asyncio.create_task(clicks.run())
         try:
             await _submit_all(clicks, agents[:IN_FLIGHT])  # untimed: the pool connects

@@ -317,3 +317,42 @@ async def test_kills_and_redeliveries_leave_attributed_counts_and_revenue_exact(
     assert counts["conversions"] == len(sent)
     assert counts["revenue.EUR"] == sum(sent.values()) * 10_000
     assert counts["unattributed_conversions"] == 0
+
+
+async def test_a_double_click_converts_as_its_first_billable_click(
+    env: dict[str, str], workers: Workers, moto_url: str, tmp_path: Any
+) -> None:
+    workers.start("a")
+    tracker_env = {**env, "SPILL_DIR": str(tmp_path / "spill"), "SHIP_LINGER_MS": "20"}
+    async with (
+        tracker_process(tracker_env) as tracker,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+    ):
+        ids = []
+        for _ in range(2):  # the same person clicks twice: the second is a duplicate
+            url = f"{tracker.base_url}/v1/click?program=shop"
+            headers = {"User-Agent": f"{BROWSER} double"}
+            async with session.get(url, headers=headers, allow_redirects=False) as answer:
+                ids.append(parse_qs(urlsplit(answer.headers["Location"]).query)[PARAM][0])
+        first, second = ids
+        assert first != second
+        await asyncio.sleep(1.5)
+        browser = Browser(session, tracker.base_url)
+        await browser.convert(f"program=shop&click_id={second}&order_id=DC1&value=20&currency=EUR")
+        status, _ = await tracker.terminate(timeout=30)
+        assert status == 0
+
+    async def decided() -> bool:
+        found = await conversions(moto_url, env)
+        return found.get("DC1", {}).get("attribution", {}).get("S") not in (None, "PENDING")
+
+    await eventually(decided)
+    items = await scan_table(moto_url, env["EVENTS_TABLE"])
+    clicks = {i["message_id"]["S"]: i for i in items if i["event_type"]["S"] == "CLICK"}
+    assert clicks[second]["ivt"] == {"S": "IVT_DUPLICATE_CLICK"}
+    assert clicks[second]["original_click_id"] == {"S": first}
+    item = (await conversions(moto_url, env))["DC1"]
+    assert item["attribution"] == {"S": "ATTRIBUTED"}
+    assert item["click_billable"] == {"BOOL": True}
+    assert item["click_timestamp_ms"] == clicks[first]["timestamp_ms"]
+    assert (await rollup_counts(moto_url, env))["conversions"] == 1

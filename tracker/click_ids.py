@@ -26,6 +26,17 @@ WINDOW_FIELDS = tuple(
     for days in range(MAX_ATTRIBUTION_WINDOW_DAYS + 1)
 )
 
+CLICK_ID_CHARS = 32  # a message id: 32 hex digits
+# Field 28's tag and length for a 32-character id, as upb writes them.
+ORIGINAL_CLICK_PREFIX = pb.TrackingEvent(
+    original_click_id="0" * CLICK_ID_CHARS
+).SerializeToString()[:-CLICK_ID_CHARS]
+
+
+def original_click_field(click_id: bytes) -> bytes:
+    """Field 28 naming the first click of a double click (its id as Redis gave it back)."""
+    return ORIGINAL_CLICK_PREFIX + click_id
+
 
 def click_id_location(landing_url: str, param: str) -> tuple[str, str]:
     """(before, after): the redirect's Location is before + click_id + after."""

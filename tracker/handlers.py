@@ -13,7 +13,12 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from tracker.answers import FixedAnswer
-from tracker.click_ids import WINDOW_FIELDS, ClickIdRedirects
+from tracker.click_ids import (
+    CLICK_ID_CHARS,
+    WINDOW_FIELDS,
+    ClickIdRedirects,
+    original_click_field,
+)
 from tracker.conversions import ConversionFields
 from tracker.core import TrackerCore
 from tracker.events.builder import is_billable, new_message_id
@@ -77,6 +82,7 @@ class TrackingHandlers:
         self._duplicates = core.integrity.duplicates
         if self._duplicates is not None:
             self._duplicates.on_checked = self._record_checked_click
+            self._duplicates.click_id_of = _click_id_of
         self._by_ivt = core.integrity.events_by_ivt
 
     async def pixel(self, request: web.Request) -> web.StreamResponse:
@@ -211,10 +217,9 @@ class TrackingHandlers:
                 self._duplicates.submit(facts, facts.program_id, address or "", user_agent, day)
                 return
             # Write-ahead: the answer waits for its event on disk, so for the check too.
-            duplicate = await self._duplicates.seen_before(
-                facts.program_id, address or "", user_agent, day
-            )
-            self._record_checked_click(facts, duplicate)
+            client = (facts.program_id, address or "", user_agent, day)
+            found = await self._duplicates.seen_before(facts, client)
+            self._record_checked_click(facts, found)
         else:
             # _outcome, inline on the hot path
             validation = facts.validation
@@ -247,8 +252,12 @@ class TrackingHandlers:
             return self._links.check(request.path, facts.query, facts.now)
         return pb.IVT_NONE
 
-    def _record_checked_click(self, facts: RequestFacts, duplicate: bool) -> None:
-        ivt = pb.IVT_DUPLICATE_CLICK if duplicate else pb.IVT_NONE
+    def _record_checked_click(self, facts: RequestFacts, found: bytes | None) -> None:
+        """`found`: None for a first click; else what its first click stored, that click's id
+        when it was given one (a duplicate given an id names it: tracker.click_ids)."""
+        ivt = pb.IVT_NONE if found is None else pb.IVT_DUPLICATE_CLICK
+        if found is not None and facts.fields and len(found) == CLICK_ID_CHARS:
+            facts.fields += original_click_field(found)
         self._ship(self._outcome(pb.CLICK, facts.validation, ivt), facts)
 
     def _outcome(self, event_type: int, validation: int, ivt: int) -> bytes:
@@ -270,6 +279,11 @@ class TrackingHandlers:
                 address = forwarded.rsplit(",", 1)[-1].strip()
                 return address if address.isascii() and len(address) <= MAX_ADDRESS else None
         return request.remote
+
+
+def _click_id_of(facts: RequestFacts) -> str:
+    """The id a click was given before its duplicate check, "" when none (tracker.click_ids)."""
+    return facts.message_id
 
 
 def _customer_id(text: str | None) -> int:
