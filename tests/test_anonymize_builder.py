@@ -255,6 +255,7 @@ OWN_FIELDS = TrackingEvent(
     value_micros=12_500_000,
     currency="EUR",
     attribution_window_days=30,
+    original_click_id="d" * 32,
 ).SerializeToString()
 
 
@@ -287,6 +288,7 @@ def test_build_carries_every_field() -> None:
     assert (event.click_id, event.order_id) == ("c" * 32, "A-1:2.3_4")
     assert (event.value_micros, event.currency) == (12_500_000, "EUR")
     assert event.attribution_window_days == 30
+    assert event.original_click_id == "d" * 32
     # every field declared in the schema was checked above
     assert {f.name for f in TrackingEvent.DESCRIPTOR.fields} == {
         "programid",
@@ -316,6 +318,7 @@ def test_build_carries_every_field() -> None:
         "value_micros",
         "currency",
         "attribution_window_days",
+        "original_click_id",
     }
 
 
