@@ -1,5 +1,6 @@
-"""The baseline: a bare aiohttp + uvloop server answering the same 43-byte GIF from one route,
-access log off. What the tracker is measured against.
+"""The baseline: a bare aiohttp + uvloop server answering the same 43-byte GIF from the tracker's
+GET routes (/v1/pixel, /v1/conversion, /v1/click), access log off. What the tracker is measured
+against.
 
     python -m bench.baseline_server PORT [WORKERS] [--pre-serialized]
 
@@ -28,6 +29,7 @@ HEADERS = {"Content-Type": "image/gif", "Cache-Control": "no-cache, no-store, mu
 
 
 ANSWER = FixedAnswer(200, HEADERS, GIF)
+ROUTES = ("/v1/pixel", "/v1/conversion", "/v1/click")
 
 
 async def pixel(request: web.Request) -> web.Response:
@@ -40,7 +42,11 @@ async def pre_serialized_pixel(request: web.Request) -> web.StreamResponse:
 
 def serve(port: int, reuse_port: bool, pre_serialized: bool = False) -> None:
     app = web.Application()
-    app.router.add_get("/v1/pixel", pre_serialized_pixel if pre_serialized else pixel)
+    handler = pre_serialized_pixel if pre_serialized else pixel
+    # The tracker's routes, each answered with the GIF: a case can send the baseline the very
+    # URL it sends the tracker (bench/route_versus.py), so that aiohttp's own work is the same.
+    for path in ROUTES:
+        app.router.add_get(path, handler)
     web.run_app(
         app,
         host="127.0.0.1",

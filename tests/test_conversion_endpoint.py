@@ -19,6 +19,7 @@ from tests.support.kinesis import read_events, wait_for_events
 from tests.support.programs import STANDARD, write_programs
 from tracker.app import CORE
 from tracker.conversions import (
+    MAX_CURRENCIES,
     MAX_VALUE_MICROS,
     PARAM_NAMES,
     ConversionFields,
@@ -216,6 +217,27 @@ def test_a_repeated_parameter_is_read_once_the_first() -> None:
     repeated = MultiDictProxy(MultiDict([("order_id", "first"), ("order_id", "bad id")]))
     fields = ConversionFields()
     assert pb.TrackingEvent.FromString(fields.serialize(repeated, False)).order_id == "first"
+    assert fields.dropped == [0, 0, 0, 0]
+
+
+def test_a_currency_is_remembered_only_well_formed_and_every_bad_one_is_counted() -> None:
+    fields = ConversionFields()
+    euro = pb.TrackingEvent(currency="EUR").SerializeToString()
+    for _ in range(3):
+        assert fields.serialize(query(currency="EUR"), False) == euro
+        assert fields.serialize(query(currency="eur"), False) == b""
+    assert fields.dropped == [0, 0, 0, 3]
+
+
+def test_the_remembered_currencies_are_bounded() -> None:
+    fields = ConversionFields()
+    letters = string.ascii_uppercase
+    codes = [first + second + third for first in letters for second in "AB" for third in letters]
+    assert len(codes) > MAX_CURRENCIES
+    for code in codes:
+        part = fields.serialize(query(currency=code), False)
+        assert pb.TrackingEvent.FromString(part).currency == code
+    assert len(fields._currencies) <= MAX_CURRENCIES
     assert fields.dropped == [0, 0, 0, 0]
 
 

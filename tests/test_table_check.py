@@ -251,7 +251,8 @@ async def test_the_handlers_check_their_tables_once_not_per_invocation(
             assert await asyncio.to_thread(events_handler, event, None) == {"batchItemFailures": []}
     finally:
         await proxy.close()
-    assert proxy.calls["DescribeTable"] == 4  # the events, privacy, rollup and dead-letter tables
+    # the events, privacy, rollup, attribution and dead-letter tables
+    assert proxy.calls["DescribeTable"] == 5
     assert proxy.calls["BatchWriteItem"] >= 3
 
 
