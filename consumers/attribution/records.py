@@ -10,7 +10,7 @@
 None holds a user's key, address or user agent: a click record says which program and when,
 a marker names the winning conversion's message id, a parked record the conversion's own
 campaign fields and click id. Erasure still deletes a user's click and parked records
-(consumers/privacy.py). Everything expires (`expires_at`): a click after its window, a marker
+(consumers/privacy.py). Everything expires (`expires_at`): a click a day after its window, a marker
 after MARKER_DAYS, a parked record a day after its wait.
 """
 
