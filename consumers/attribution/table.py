@@ -73,20 +73,13 @@ class AttributionTable:
     async def _records(self, click_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         unique = list(dict.fromkeys(click_ids))
         chunks = [unique[n : n + BATCH_GET_LIMIT] for n in range(0, len(unique), BATCH_GET_LIMIT)]
-        found = await asyncio.gather(*(self._clicks(chunk) for chunk in chunks))
+        found = await asyncio.gather(
+            *(
+                self.get_many(GetRequest(list(map(records.click_key, c)), CLICK_FIELDS))
+                for c in chunks
+            )
+        )
         return {records.click_id_of(i): i for chunk in found for i in chunk}
-
-    async def _clicks(self, click_ids: list[str]) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-
-        async def step(request: GetRequest) -> GetRequest | None:
-            answer = await self._retried(lambda: self._calls.get(self.name, request), "clicks")
-            items.extend(answer.items)
-            return GetRequest(answer.unprocessed, CLICK_FIELDS) if answer.unprocessed else None
-
-        keys = [records.click_key(c) for c in click_ids]
-        await until_processed(step, GetRequest(keys, CLICK_FIELDS), "BatchGetItem", None)
-        return items
 
     async def get_many(self, request: GetRequest) -> list[dict[str, Any]]:
         """The items of `request` that exist in the attribution table (consistent reads)."""
