@@ -183,14 +183,21 @@ def _keep_stored(item: Item, stored: Item, settled: Settled) -> None:
     if attribution == PENDING or by != BY_STREAM:
         settled.waiting.append(item)
         return
-    click = None
-    if attribution == ATTRIBUTED:
-        billable = bool(stored["click_billable"]["BOOL"])
-        click = Click("", int(stored["click_timestamp_ms"]["N"]), billable, 0)
-    decision = Decision(attribution, click)
+    decision = stored_decision(stored)
     with_decision(item, decision, BY_STREAM)
     settled.items.append(item)
     settled.decisions[item["message_id"]["S"]] = decision
+
+
+def stored_decision(item: Item) -> Decision:
+    """The decision a decided conversion item holds (what with_decision wrote); its click, for
+    ATTRIBUTED, only as far as the item keeps it: time and billability."""
+    attribution = item["attribution"]["S"]
+    click = None
+    if attribution == ATTRIBUTED:
+        billable = bool(item["click_billable"]["BOOL"])
+        click = Click("", int(item["click_timestamp_ms"]["N"]), billable, 0)
+    return Decision(attribution, click)
 
 
 def with_decision(item: Item, decision: Decision, by: str) -> None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from consumers.attribution import records
+from consumers.attribution.decider import stored_decision
 from consumers.attribution.late_counts import Late, LateCounts
 from consumers.attribution.rules import (
     ATTRIBUTED,
@@ -111,11 +112,7 @@ class Settler:
         if item.get("attribution_by", {}).get("S") != BY_MATCH:
             await self._drop(parked)
             return None
-        click = None
-        if "click_timestamp_ms" in item:
-            at, billable = int(item["click_timestamp_ms"]["N"]), item["click_billable"]["BOOL"]
-            click = Click(parked.conversion.program_id, at, bool(billable), 0)
-        return Decision(item["attribution"]["S"], click)
+        return stored_decision(item)
 
     async def _decision(self, parked: records.Parked, click: Click | None) -> Decision:
         """The decision now (an ATTRIBUTED one holds its order's claim); no click by now is
