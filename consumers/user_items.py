@@ -90,28 +90,32 @@ class UserItems:
 
     async def delete(self, keys: Sequence[Key]) -> None:
         """Delete the items (deleting one that is gone already changes nothing)."""
-
-        async def step(requests: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef] | None:
-            answer = await with_retries(
-                lambda: self._dynamodb.batch_write_item(RequestItems={self._table: requests}),
-                "BatchWriteItem delete",
-                self._max_attempts,
-            )
-            left = answer.get("UnprocessedItems", {}).get(self._table)
-            return cast("list[WriteRequestTypeDef]", list(left)) if left else None
-
         # BatchWriteItem refuses a call that names one key twice.
         unique = list({key_id(k): k for k in keys}.values())
-        batches: list[list[WriteRequestTypeDef]] = [
-            [{"DeleteRequest": {"Key": key}} for key in chunk]
-            for chunk in _chunks(unique, BATCH_LIMIT)
-        ]
-        await asyncio.gather(
-            *(
-                until_processed(step, b, "BatchWriteItem delete", self._max_attempts)
-                for b in batches
-            )
+        await delete_keys(self._dynamodb, self._table, unique, self._max_attempts)
+
+
+async def delete_keys(
+    dynamodb: DynamoDBClient, table: str, keys: Sequence[Key], max_attempts: int | None
+) -> None:
+    """Delete these items of `table` (no key twice) with BatchWriteItem, 25 at a time, sending
+    again what DynamoDB left unprocessed."""
+
+    async def step(requests: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef] | None:
+        answer = await with_retries(
+            lambda: dynamodb.batch_write_item(RequestItems={table: requests}),
+            "BatchWriteItem delete",
+            max_attempts,
         )
+        left = answer.get("UnprocessedItems", {}).get(table)
+        return cast("list[WriteRequestTypeDef]", list(left)) if left else None
+
+    batches: list[list[WriteRequestTypeDef]] = [
+        [{"DeleteRequest": {"Key": key}} for key in chunk] for chunk in _chunks(keys, BATCH_LIMIT)
+    ]
+    await asyncio.gather(
+        *(until_processed(step, b, "BatchWriteItem delete", max_attempts) for b in batches)
+    )
 
 
 def _chunks(keys: Sequence[Key], size: int) -> list[list[Key]]:

@@ -10,17 +10,14 @@ without them a later copy of the same order would be counted again.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from consumers.attribution import records
-from consumers.events_writer import BATCH_LIMIT
-from consumers.retrying import until_processed, with_retries
+from consumers.user_items import delete_keys
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import WriteRequestTypeDef
 
 
 class AttributionRecords:
@@ -34,21 +31,7 @@ class AttributionRecords:
         table: `event_key` is `{timestamp_ms:013d}#{message_id}`)."""
         message_ids = {str(k["event_key"]["S"]).split("#", 1)[1] for k in event_keys}
         keys = [key for m in sorted(message_ids) for key in _record_keys(m)]
-        chunks = [keys[n : n + BATCH_LIMIT] for n in range(0, len(keys), BATCH_LIMIT)]
-        await asyncio.gather(*(self._delete(chunk) for chunk in chunks))
-
-    async def _delete(self, keys: list[dict[str, Any]]) -> None:
-        async def step(requests: list[WriteRequestTypeDef]) -> list[WriteRequestTypeDef] | None:
-            answer = await with_retries(
-                lambda: self._dynamodb.batch_write_item(RequestItems={self._table: requests}),
-                "BatchWriteItem attribution delete",
-                self._max_attempts,
-            )
-            left = answer.get("UnprocessedItems", {}).get(self._table)
-            return cast("list[WriteRequestTypeDef]", list(left)) if left else None
-
-        requests: list[WriteRequestTypeDef] = [{"DeleteRequest": {"Key": key}} for key in keys]
-        await until_processed(step, requests, "BatchWriteItem delete", self._max_attempts)
+        await delete_keys(self._dynamodb, self._table, keys, self._max_attempts)
 
 
 def _record_keys(message_id: str) -> list[dict[str, Any]]:
