@@ -43,14 +43,19 @@ async def server() -> AsyncIterator[TestServer]:
 
 
 async def _exchange(server: TestServer, raw: bytes) -> bytes:
-    """Send raw request bytes on one connection; everything the server sends until it closes."""
     assert server.port is not None
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    return await raw_exchange(server.port, raw)
+
+
+async def raw_exchange(port: int, raw: bytes) -> bytes:
+    """Send raw request bytes on one connection; everything the server sends until it closes
+    or idles (keep-alive connections stay open: read until idle)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
     received = b""
     try:
-        async with asyncio.timeout(0.5):  # keep-alive connections stay open: read until idle
+        async with asyncio.timeout(0.5):
             while chunk := await reader.read(65536):
                 received += chunk
     except TimeoutError:

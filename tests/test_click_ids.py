@@ -4,7 +4,6 @@ click's message_id, and privacy withholds it."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import string
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from tests.conftest import StartTracker
 from tests.support.kinesis import wait_for_events
 from tests.support.programs import program, write_programs
+from tests.test_answers import raw_exchange
 from tracker.answers import SLOT, TemplatedAnswer
 from tracker.click_ids import WINDOW_FIELDS, ClickIdRedirects, click_id_location
 from tracker.handlers import NO_CACHE
@@ -174,24 +174,7 @@ async def server() -> AsyncIterator[TestServer]:
 
 async def _exchange(server: TestServer, raw: bytes) -> bytes:
     assert server.port is not None
-    return await _raw_exchange(server.port, raw)
-
-
-async def _raw_exchange(port: int, raw: bytes) -> bytes:
-    """Raw request bytes on one connection; what the server sends until it closes or idles."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(raw)
-    await writer.drain()
-    received = b""
-    try:
-        async with asyncio.timeout(0.5):
-            while chunk := await reader.read(65536):
-                received += chunk
-    except TimeoutError:
-        pass
-    writer.close()
-    await writer.wait_closed()
-    return received
+    return await raw_exchange(server.port, raw)
 
 
 def _without_date(response: bytes) -> bytes:
@@ -358,7 +341,7 @@ async def test_head_http_1_0_and_connection_close_get_the_same_location(
     assert [response.status for response in answers] == [302] * len(answers)
     assert client.server.port is not None
     http_1_0 = b"GET /v1/click?program=shop HTTP/1.0\r\nHost: t\r\n\r\n"
-    answer = await _raw_exchange(client.server.port, http_1_0)
+    answer = await raw_exchange(client.server.port, http_1_0)
     assert answer.startswith(b"HTTP/1.0 302 Found\r\n")
     locations += [m.decode() for m in re.findall(rb"\r\nLocation: ([^\r]*)\r\n", answer)]
     assert len(locations) == 4
