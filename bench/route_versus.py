@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -26,8 +24,7 @@ from bench.demo_programs import DEMO_CLICK, DEMO_CLICK_WITH_ID, DEMO_CONVERSION,
 from bench.hey import run_hey
 from bench.metrics_probe import wait_zero
 from bench.procstat import cpu_seconds
-from bench.stack import canned_kinesis, demo_stack
-from bench.versus import BARE, MAX_ROUNDS, export_tracker, trackers
+from bench.versus import BARE, MAX_ROUNDS, started_trackers
 from tracker.devstack.processes import ManagedProcess
 
 ROUTES = {
@@ -64,18 +61,8 @@ def _rounds(
 
 
 def compare(rev: str, routes: list[str], rounds: int, seconds: float) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="adtracker-versus-") as tree, demo_stack() as stack:
-        commit = export_tracker(rev, Path(tree))
-        with canned_kinesis(stack) as canned:
-            servers = trackers(stack, Path(tree), canned)
-            for server in servers.values():
-                server.start()
-            try:
-                time.sleep(1.0)  # bound and subscribed
-                figures = _rounds(servers, routes, rounds, seconds)
-            finally:
-                for server in servers.values():
-                    server.stop()
+    with started_trackers(rev) as (commit, servers):
+        figures = _rounds(servers, routes, rounds, seconds)
     return {"other_commit": commit, "rounds": rounds, "seconds_per_run": seconds, **_table(figures)}
 
 

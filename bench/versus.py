@@ -22,6 +22,8 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -100,7 +102,10 @@ def one_run(process: ManagedProcess, tracker: bool, seconds: float) -> tuple[flo
     return result.requests_per_second, sum(result.responses.values()), spent
 
 
-def compare(rev: str, rounds: int, seconds: float) -> dict[str, Any]:
+@contextmanager
+def started_trackers(rev: str) -> Iterator[tuple[str, dict[str, ManagedProcess]]]:
+    """(the other commit, the servers by name: that commit's tracker, this one's, the bare
+    server), started on the demo stack with a canned Kinesis, stopped on leaving."""
     with tempfile.TemporaryDirectory(prefix="adtracker-versus-") as tree, demo_stack() as stack:
         commit = export_tracker(rev, Path(tree))
         with canned_kinesis(stack) as canned:
@@ -109,10 +114,15 @@ def compare(rev: str, rounds: int, seconds: float) -> dict[str, Any]:
                 server.start()
             try:
                 time.sleep(1.0)  # bound and subscribed
-                figures = _rounds(servers, rounds, seconds)
+                yield commit, servers
             finally:
                 for server in servers.values():
                     server.stop()
+
+
+def compare(rev: str, rounds: int, seconds: float) -> dict[str, Any]:
+    with started_trackers(rev) as (commit, servers):
+        figures = _rounds(servers, rounds, seconds)
     bare_rps = median(figures[BARE].rps)
     return {
         "other_commit": commit,
