@@ -6,8 +6,10 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from tracker.envconfig import LOG_LEVELS, EnvReader
+from tracker.envconfig import LOG_LEVELS, EnvReader, SettingsError
+from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.settings import AwsSettings, redis_url, user_id_key
 
 DAYS_MAX = 36_500
@@ -59,6 +61,22 @@ class AttributionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LakeSettings:
+    """The event lake (docs/lake.md)."""
+
+    # LAKE_DIR: the SQLite catalog and file warehouse, used when no pyiceberg catalog named
+    # `adtracker` is configured
+    directory: Path
+    table: str  # LAKE_TABLE: namespace.table
+    commit_seconds: float  # LAKE_COMMIT_SECONDS: a worker commits at least this often
+    retention_days: int  # LAKE_RETENTION_DAYS: older rows are removed by `lake maintain`
+
+    @property
+    def namespace(self) -> str:
+        return self.table.split(".", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerSettings:
     aws: AwsSettings
     redis_url: str
@@ -76,6 +94,9 @@ class ConsumerSettings:
     dead_letter_ttl_days: int
     privacy: PrivacySettings
     attribution: AttributionSettings
+    lake: LakeSettings
+    # EVENTS_TABLE_TYPES: the event types (EventType values) stored as DynamoDB items
+    events_table_types: frozenset[int]
     leases: LeaseSettings
     redrive: RedriveSettings
     poll_seconds: float
@@ -111,6 +132,8 @@ class ConsumerSettings:
             ),
             privacy=_privacy_settings(env),
             attribution=_attribution_settings(env),
+            lake=_lake_settings(env),
+            events_table_types=_event_types(env, "EVENTS_TABLE_TYPES"),
             leases=_lease_settings(env),
             redrive=_redrive_settings(env),
             poll_seconds=env.integer("CONSUMER_POLL_MS", 1000, minimum=10, maximum=60_000) / 1000,
@@ -130,6 +153,30 @@ def _lease_settings(env: EnvReader) -> LeaseSettings:
         renew_seconds=duration / 3,
         discovery_seconds=env.number("SHARD_DISCOVERY_SECONDS", 10, minimum=0.1, maximum=3600),
     )
+
+
+def _lake_settings(env: EnvReader) -> LakeSettings:
+    table = env.name("LAKE_TABLE", "adtracker.events")
+    if table.count(".") != 1 or "" in table.split("."):
+        raise SettingsError(f"LAKE_TABLE: {table!r} is not namespace.table")
+    return LakeSettings(
+        directory=Path(env.text("LAKE_DIR", ".adtracker/lake")),
+        table=table,
+        commit_seconds=env.number("LAKE_COMMIT_SECONDS", 60, minimum=0.1, maximum=3600),
+        retention_days=env.integer("LAKE_RETENTION_DAYS", 395, minimum=1, maximum=DAYS_MAX),
+    )
+
+
+def _event_types(env: EnvReader, key: str) -> frozenset[int]:
+    """A comma-separated list of EventType names, e.g. CLICK,CONVERSION; none at all is an error
+    (a deployment without items would have nothing to attribute or erase)."""
+    text = env.text(key, "IMPRESSION,CLICK,EVENT,CONVERSION")
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = {name: number for name, number in pb.EventType.items() if number}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise SettingsError(f"{key}: {text!r} is not a list of {', '.join(known)}")
+    return frozenset(known[name] for name in names)
 
 
 def _attribution_settings(env: EnvReader) -> AttributionSettings:
