@@ -25,6 +25,7 @@ class ConsumerMetrics:
             registry=r,
         )
         self._define_privacy_metrics(r)
+        self._define_lake_metrics(r)
         self.programs_applied = Counter(
             "consumer_program_updates", "Program updates by result", ["result"], registry=r
         )
@@ -91,6 +92,27 @@ class ConsumerMetrics:
         self.duplicate_events = Counter(
             "consumer_duplicate_events",
             "Events whose message id was stored before from another record (not counted again)",
+            registry=r,
+        )
+
+    def _define_lake_metrics(self, r: CollectorRegistry) -> None:
+        self.lake_rows = Counter(
+            "consumer_lake_rows_committed", "Events committed to the lake as rows", registry=r
+        )
+        self.lake_copies = Counter(
+            "consumer_lake_copies_dropped",
+            "Events read but not committed: committed already, or a copy of a stored event",
+            registry=r,
+        )
+        self.lake_commits = Counter(
+            "consumer_lake_commits", "Lake commits by outcome", ["outcome"], registry=r
+        )
+        self.lake_pending = Gauge(
+            "consumer_lake_pending_rows", "Events read and not yet committed", registry=r
+        )
+        self.lake_skipped = Counter(
+            "consumer_lake_records_skipped",
+            "Records that are no TrackingEvent (kept by `consumers events` as dead letters)",
             registry=r,
         )
 

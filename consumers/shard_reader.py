@@ -77,8 +77,22 @@ class ShardReader:
                 await self._pause(backoff_delay(failures))
                 iterator = await self._iterator()
         if iterator is None:
-            await self._held.checkpoint(SHARD_END)
+            await self._finish()
             log.info("shard finished", extra={"shard": self._held.shard_id})
+
+    async def _deliver(self, batch: list[StreamRecord]) -> None:
+        """Store the batch, then move the checkpoint past it."""
+        await self._processor.process(self._held.shard_id, batch)
+        await self._held.checkpoint(batch[-1].sequence_number)
+
+    async def _finish(self) -> None:
+        """The shard is read to its end: its children may start."""
+        await self._held.checkpoint(SHARD_END)
+
+    def _position(self) -> str:
+        """Where reading starts or resumes after a failed read: after this sequence number, or
+        TRIM_HORIZON."""
+        return self._held.lease.checkpoint
 
     async def _step(self, iterator: str) -> str | None:
         wait = self._pacer.wait_before_call(asyncio.get_running_loop().time())
@@ -92,8 +106,7 @@ class ShardReader:
             batch = [
                 StreamRecord(r["SequenceNumber"], r["PartitionKey"], r["Data"]) for r in records
             ]
-            await self._processor.process(self._held.shard_id, batch)
-            await self._held.checkpoint(batch[-1].sequence_number)
+            await self._deliver(batch)
         behind = page.get("MillisBehindLatest", 0)
         self._age.set(behind)
         next_iterator = page.get("NextShardIterator")
@@ -108,7 +121,7 @@ class ShardReader:
         return next_iterator
 
     async def _iterator(self) -> str:
-        checkpoint = self._held.lease.checkpoint
+        checkpoint = self._position()
         kwargs: dict[str, Any] = {"StreamName": self._stream, "ShardId": self._held.shard_id}
         if checkpoint == TRIM_HORIZON:
             kwargs["ShardIteratorType"] = TRIM_HORIZON
