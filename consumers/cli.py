@@ -1,4 +1,4 @@
-"""`consumers` command line: init, events, programs, show, privacy, redrive."""
+"""`consumers` command line: init, events, programs, lake, show, privacy, redrive."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create the streams and tables the settings name, if missing")
     commands.add_parser("events", help="worker: event stream -> DynamoDB")
     commands.add_parser("programs", help="worker: program-updates stream -> Redis + publish")
+    _lake_parser(commands)
     show = commands.add_parser("show", help="print a program's recent events from DynamoDB")
     show.add_argument("program_id")
     show.add_argument("--minutes", type=float, default=60, help="how far back (default 60)")
@@ -52,6 +53,18 @@ def _parser() -> argparse.ArgumentParser:
             "--user-id", required=True, help="the advertiser's user id (the uid parameter)"
         )
     return parser
+
+
+def _lake_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lake = commands.add_parser("lake", help="worker: event stream -> the event lake (Iceberg)")
+    actions = lake.add_subparsers(dest="lake_action")
+    query = actions.add_parser("query", help="run SQL (DuckDB) over the lake's table `events`")
+    query.add_argument("sql")
+    query.add_argument("--format", choices=("json", "csv"), default="json")
+    actions.add_parser(
+        "maintain",
+        help="expire snapshots, remove unreferenced files, compact, apply LAKE_RETENTION_DAYS",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +105,12 @@ def _command(args: argparse.Namespace, settings: ConsumerSettings) -> int:
         return _privacy(args.operation, args.user_id, settings)
     elif args.command == "redrive":
         return _redrive(settings, args.max_messages)
+    elif args.command == "lake":
+        from consumers.lake.cli import lake_command  # noqa: PLC0415
+
+        if args.lake_action:
+            _log_to_stderr()
+        return lake_command(args, settings)
     else:
         from consumers.worker import run_worker  # noqa: PLC0415
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from consumers.lake.catalog import provision_lake
 from consumers.settings import ConsumerSettings
 from consumers.user_items import USER_KEY_INDEX
 
@@ -162,6 +163,7 @@ async def provision(settings: ConsumerSettings) -> dict[str, str]:
             settings.attribution.table,
         ):
             await _ensure_ttl(dynamodb, table)
+        done[f"lake:{settings.lake.table}"] = await asyncio.to_thread(provision_lake, settings.lake)
         return done
 
 

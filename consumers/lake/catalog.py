@@ -88,3 +88,11 @@ def evolve(table: Table) -> Table:
             update.union_by_name(wanted)
         log.info("lake columns added", extra={"columns": missing})
     return table
+
+
+def provision_lake(settings: LakeSettings) -> str:
+    """`consumers init`: "created", or "exists" (new columns added if the proto grew)."""
+    catalog = open_catalog(settings)
+    existed = catalog.table_exists(settings.table)
+    ensure_table(catalog, settings)
+    return "exists" if existed else "created"

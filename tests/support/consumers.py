@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -48,6 +49,8 @@ def consumer_env(kinesalite_url: str, moto_url: str, redis_url: str, shards: int
         "REPORT_KEYS_TABLE": f"report-keys-{suffix}",
         "ATTRIBUTION_TABLE": f"attribution-{suffix}",
         "MATCH_POLL_MS": "200",
+        "LAKE_DIR": os.path.join(tempfile.gettempdir(), f"adtracker-lake-{suffix}"),
+        "LAKE_COMMIT_SECONDS": "1",
         "EVENT_STREAM_SHARDS": str(shards),
         "LEASE_DURATION_SECONDS": "3",
         "SHARD_DISCOVERY_SECONDS": "1",
