@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,13 @@ DEMO_PROGRAM = "demo-shoes"
 CONVERSION_PROGRAM = "demo-shop"
 # The settings that point a shell at the running stack: `make show` and the README use it.
 ENV_FILE = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")) / "env"
+# The demo's lake (SQLite catalog, file warehouse). It starts empty, like the emulators: its
+# stream positions would name the sequence numbers of a stream that no longer exists.
+LAKE_DIR = REPO_ROOT / ".adtracker" / "lake"
+LAKE_QUERY = (
+    '.venv/bin/consumers lake query "SELECT programid, event_type, count(*) AS events '
+    'FROM events GROUP BY ALL ORDER BY ALL" --format csv'
+)
 
 
 def _port(name: str, default: int) -> int:
@@ -52,12 +60,16 @@ class LocalStack:
         self.reports_port = _port("REPORTS_PORT", 8090)
         self.events_metrics_port = _port("LOCAL_EVENTS_METRICS_PORT", 9101)
         self.programs_metrics_port = _port("LOCAL_PROGRAMS_METRICS_PORT", 9102)
+        self.lake_metrics_port = _port("LOCAL_LAKE_METRICS_PORT", 9103)
         self.env = {
             **os.environ,
             "TRACKER_HOST": os.environ.get("TRACKER_HOST", LOOPBACK),
             "REPORTS_HOST": os.environ.get("REPORTS_HOST", LOOPBACK),
             "REPORTS_PORT": str(self.reports_port),
             "CONSUMER_METRICS_HOST": LOOPBACK,
+            "LAKE_DIR": str(LAKE_DIR),
+            # A demo should show its events in the lake within seconds, not a minute.
+            "LAKE_COMMIT_SECONDS": os.environ.get("LAKE_COMMIT_SECONDS", "5"),
             **emulator_env(self.redis_port, self.kinesis_port, self.dynamodb_port),
             **_privacy_env(),
         }
@@ -99,11 +111,13 @@ class LocalStack:
             moto_server(self.dynamodb_port),
         ):
             self.started.append(process.start())
+        shutil.rmtree(LAKE_DIR, ignore_errors=True)
         self._step("consumers", "init")
         self._step("tracker", "programs", "load", str(DEMO_PROGRAMS))
         for kind, port in (
             ("events", self.events_metrics_port),
             ("programs", self.programs_metrics_port),
+            ("lake", self.lake_metrics_port),
         ):
             env = {**self.env, "CONSUMER_METRICS_PORT": str(port)}
             consumer = ManagedProcess(
@@ -207,6 +221,8 @@ Reports: the dashboard is {reports}/ ; paste this key (customer {_demo_customer(
   (the requests above show in the report once the events consumer has counted them)
 Conversions ({shop}'s, the demo's and yours) show with this key (customer {_customer_of(shop)}):
   {self.conversion_report_key}
+The event lake (Iceberg, under {LAKE_DIR.relative_to(REPO_ROOT)}; every event within ~10 s):
+  {LAKE_QUERY}
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
 """,
