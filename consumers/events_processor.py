@@ -7,6 +7,43 @@ user suppressed meanwhile is deleted, so that no write lands later than erase's 
 
 A dead letter keeps raw bytes only of a record that is no TrackingEvent at all; an event that
 decoded keeps its place in the stream and the event without its personal fields.
+
+Events without an item (EVENTS_TABLE_TYPES): an event whose type the setting leaves out is not
+written to EVENTS_TABLE (no write, no dead letter) and not looked up by the copy check (its key
+is never written, so the read could find nothing); it still goes through suppression,
+attribution (a click still gets its click record) and the rollups. The hot loop pays one
+frozenset test per event, and such an event gets only its key, not a whole item. How its count
+stays exact, case by case (docs/reporting.md, "Exactly once"):
+- The same record again (a kill before the checkpoint, a lease hand-over, a Lambda retry or
+  bisect): the rollup rows' positions per shard (consumers/rollups/state.py `unseen`) count only
+  records past the last one counted, and they never look at items. Counting happens after the
+  write as before, so a kill anywhere leaves the record to be counted once when it comes back.
+- A copy on another record within one batch: the first record of a key stands for it, here as
+  in StoredCopies.firsts; the others are dropped before anything is counted.
+- A copy on another record in a later batch (the tracker's retry after an unclear PutRecords
+  answer, its on-disk log replayed after a crash): for an item that is StoredCopies' lookup of
+  the item's `stream_record`. Without an item nothing remembers the first record, so such a copy
+  IS counted again. Closing that takes a durable write per event (a marker item: the same write
+  units as the item itself), which is the cost this setting removes; positions cannot see it,
+  and a process-local memory would not survive a restart. So the rollups of a type left out are
+  exact through redeliveries and in-batch copies, and over-count by the copies that reach the
+  stream on other records (rare: a lost PutRecords answer or a tracker crash); a deployment that
+  needs them exact keeps the type in EVENTS_TABLE_TYPES. An event stored as an item before the
+  setting left its type out, and copied afterwards, is counted again the same way.
+- CONVERSION keeps its items whatever the setting says, whenever attribution is on: the item is
+  where a conversion's decision is made and kept. The matcher decides a parked conversion (its
+  click not stored yet) by a conditional write on the PENDING item (settling.py `_mark`); with
+  no item it waits, then drops the parked record as an orphan, and the conversion's attribution
+  would never be counted. A redelivered conversion takes its decision back from its item
+  (decider `_keep_stored`) instead of deciding again. Conversions are few and leaving them out
+  cannot work, so a list without CONVERSION is honoured for the other types only, and a
+  warning says so at start.
+- CLICK may be left out: attribution judges conversions by the attribution table's click
+  records (written from every click with a window, item or not), never by click items. Privacy
+  export and erasure find events through items (EVENTS_TABLE's user_key index), so they reach
+  neither the events of a type left out (the lake keeps those) nor, for erasure, the click
+  record of a click without an item: it holds nothing of the person and expires a day after
+  its window.
 """
 
 from __future__ import annotations
@@ -26,9 +63,12 @@ from consumers.event_items import (
     EventFormatError,
     Item,
     ItemRules,
+    bucket_of,
     decode_event,
     event_item,
+    event_key,
     item_user_key,
+    program_bucket,
 )
 from consumers.events_writer import EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
@@ -50,6 +90,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Every event type the setting can name (EVENTS_TABLE_TYPES); an unspecified or unknown one
+# (a newer producer's) is always stored: what we do not understand we keep.
+EVENT_TYPES = frozenset(number for number in pb.EventType.values() if number)
+
 
 class Suppression(NamedTuple):
     """What the processor needs to honour suppressions."""
@@ -61,6 +105,9 @@ class Suppression(NamedTuple):
 @dataclass
 class _Batch:
     items: list[Item] = field(default_factory=list)
+    # Events of a type that gets no item, one per key (the first record of a key stands for
+    # it): only their keys (and user key), for suppression, attribution and the rollups.
+    unstored: list[Item] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     # Where each item came from, and its event, in case DynamoDB refuses it outright.
     origins: dict[tuple[str, str], tuple[DeadLetter, pb.TrackingEvent]] = field(
@@ -96,8 +143,14 @@ class EventStores(NamedTuple):
 
 class EventsProcessor:
     def __init__(
-        self, stream: str, stores: EventStores, metrics: ConsumerMetrics, rules: ItemRules
+        self,
+        stream: str,
+        stores: EventStores,
+        metrics: ConsumerMetrics,
+        rules: ItemRules,
+        item_types: frozenset[int] = EVENT_TYPES,
     ) -> None:
+        """`item_types`: the event types stored as items (EVENTS_TABLE_TYPES); see above."""
         self._stream = stream
         self._writer = stores.events
         self._dead_letters = stores.dead_letters
@@ -106,6 +159,7 @@ class EventsProcessor:
         self._suppression = stores.suppression
         self._rollups = stores.rollups
         self._attribution = stores.attribution
+        self._itemless = _itemless(item_types, stores.attribution is not None)
 
     async def process(self, shard_id: str, records: Sequence[StreamRecord]) -> None:
         started = time.perf_counter()
@@ -135,7 +189,8 @@ class EventsProcessor:
         )
 
     async def _settle(self, batch: _Batch) -> Settled | None:
-        """Drop copies of stored events (the rollups' check), then decide the conversions."""
+        """Drop copies of stored events (the rollups' check), then decide the conversions; the
+        events without items go through attribution too (their clicks' records), unwritten."""
         if self._rollups is None:
             return None
         firsts = await self._rollups.copies.firsts(batch.items)
@@ -143,8 +198,12 @@ class EventsProcessor:
         if self._attribution is None:
             return None
         events = {key: event for key, (_, event) in batch.origins.items()}
-        settled = await self._attribution.settle(batch.items, firsts.stored, events)
+        seen = [*batch.items, *batch.unstored]
+        settled = await self._attribution.settle(seen, firsts.stored, events)
         batch.items = settled.items
+        if batch.unstored:  # never a conversion (_itemless): settle gives them back as they were
+            unstored = {item_key(i) for i in batch.unstored}
+            batch.items = [i for i in settled.items if item_key(i) not in unstored]
         return settled
 
     async def _record_clicks(self, settled: Settled | None) -> None:
@@ -160,6 +219,7 @@ class EventsProcessor:
             return
         refused = {item_key(r.item) for r in rejected}
         stored = [batch.origins[k] for i in batch.items if (k := item_key(i)) not in refused]
+        stored += [batch.origins[item_key(i)] for i in batch.unstored]
         if settled is not None:
             stored += [batch.origins[item_key(i)] for i in settled.waiting]
         amounts = conversion_amounts(settled, (event for _, event in stored))
@@ -168,15 +228,19 @@ class EventsProcessor:
 
     async def _admit(self, batch: _Batch) -> Verdict | None:
         """Drop the events of suppressed users from the batch; None when nothing was asked."""
-        keys = _user_keys(batch.items)
+        keys = _user_keys(batch.items) | _user_keys(batch.unstored)
         if self._suppression is None or not keys:
             return None
         verdict = await self._suppression.users.check(keys)
         if verdict.suppressed:
-            kept = [i for i in batch.items if item_user_key(i) not in verdict.suppressed]
-            self._metrics.events_suppressed.inc(len(batch.items) - len(kept))
-            batch.items = kept
+            batch.items = self._unsuppressed(batch.items, verdict)
+            batch.unstored = self._unsuppressed(batch.unstored, verdict)
         return verdict
+
+    def _unsuppressed(self, items: list[Item], verdict: Verdict) -> list[Item]:
+        kept = [i for i in items if item_user_key(i) not in verdict.suppressed]
+        self._metrics.events_suppressed.inc(len(items) - len(kept))
+        return kept
 
     async def _confirm(self, verdict: Verdict | None, written: list[Item]) -> None:
         """After a write slower than the cache time, delete what is now suppressed."""
@@ -205,13 +269,36 @@ class EventsProcessor:
                     self._unfit(shard_id, record, user_record.data, exc, sub_index)
                 )
                 continue
+            if event.event_type in self._itemless:
+                self._add_unstored(shard_id, record, event, sub_index, batch)
+                continue
             item = event_item(event, self._rules)
             item[ORIGIN] = {"S": origin(shard_id, record.sequence_number, sub_index)}
-            batch.items.append(item)
             letter = self._letter(shard_id, record, b"", "", sub_index)
             # The first record of a key stands for it, as in StoredCopies.firsts: a copy later
-            # in the batch must not lend the kept event its (higher) position.
-            batch.origins.setdefault(item_key(item), (letter, event))
+            # in the batch must not lend the kept event its (higher) position. A key first
+            # seen without an item stays so (only a foreign producer reuses a key across types).
+            _, first = batch.origins.setdefault(item_key(item), (letter, event))
+            if first is event or first.event_type not in self._itemless:
+                batch.items.append(item)
+
+    def _add_unstored(
+        self,
+        shard_id: str,
+        record: StreamRecord,
+        event: pb.TrackingEvent,
+        sub_index: int | None,
+        batch: _Batch,
+    ) -> None:
+        """An event without an item: its key only. A key seen earlier in the batch (a copy, or
+        a foreign event sharing a stored one's key) is dropped: the first record stands."""
+        keyed = _key_only(event, self._rules)
+        key = item_key(keyed)
+        if key in batch.origins:
+            self._metrics.duplicate_events.inc()
+            return
+        batch.origins[key] = (self._letter(shard_id, record, b"", "", sub_index), event)
+        batch.unstored.append(keyed)
 
     def _unfit(
         self,
@@ -242,6 +329,29 @@ def _user_keys(items: Sequence[Item]) -> set[str]:
     return {key for item in items if (key := item_user_key(item)) is not None}
 
 
+def _key_only(event: pb.TrackingEvent, rules: ItemRules) -> Item:
+    """What the batch keeps of an event that gets no item: the key its item would have (so a
+    copy finds it) and its user key (suppression)."""
+    bucket = program_bucket(event.programid, bucket_of(event.message_id, rules.buckets))
+    keyed: Item = {"program_bucket": {"S": bucket}, "event_key": {"S": event_key(event)}}
+    if event.user_key:
+        keyed["user_key"] = {"S": event.user_key}
+    return keyed
+
+
+def _itemless(item_types: frozenset[int], attribution: bool) -> frozenset[int]:
+    """The event types that get no item. Conversions always get theirs while attribution is on:
+    their decision lives in it (see the module's docstring)."""
+    left_out = EVENT_TYPES - item_types
+    if attribution and pb.CONVERSION in left_out:
+        log.warning(
+            "EVENTS_TABLE_TYPES leaves out CONVERSION: conversions are stored as items all the "
+            "same, attribution keeps its decisions in them"
+        )
+        left_out -= {pb.CONVERSION}
+    return left_out
+
+
 def build_events_processor(
     settings: ConsumerSettings,
     dynamodb: DynamoDBClient,
@@ -268,7 +378,9 @@ def build_events_processor(
         _attribution(settings, dynamodb, metrics, max_attempts, lean),
     )
     rules = ItemRules(settings.events_ttl_days, settings.events_table_buckets)
-    return EventsProcessor(settings.event_stream, stores, metrics, rules)
+    return EventsProcessor(
+        settings.event_stream, stores, metrics, rules, settings.events_table_types
+    )
 
 
 def _attribution(

@@ -128,7 +128,7 @@ async def test_programs_publish_puts_them_on_the_program_stream(
 
 
 async def test_consumers_init_creates_streams_and_tables_idempotently(
-    kinesalite_url: str, moto_url: str
+    kinesalite_url: str, moto_url: str, tmp_path: Path
 ) -> None:
     suffix = os.urandom(4).hex()
     env = {
@@ -143,11 +143,14 @@ async def test_consumers_init_creates_streams_and_tables_idempotently(
         "LEASE_TABLE": f"leases-{suffix}",
         "PRIVACY_TABLE": f"privacy-{suffix}",
         "EVENT_STREAM_SHARDS": "3",
+        "LAKE_DIR": str(tmp_path / "lake"),
     }
     first = await asyncio.to_thread(run, ["consumers", "init"], env)
     assert first.returncode == 0, first.stderr
     created = json.loads(first.stdout.strip().splitlines()[-1])
     assert set(created.values()) == {"init", "created"}
+    assert created["lake:adtracker.events"] == "created"
+    assert (tmp_path / "lake" / "catalog.db").is_file()
     second = await asyncio.to_thread(run, ["consumers", "init"], env)
     assert set(json.loads(second.stdout.strip().splitlines()[-1]).values()) == {"init", "exists"}
     session = get_session()

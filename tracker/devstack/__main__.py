@@ -114,20 +114,7 @@ class LocalStack:
         shutil.rmtree(LAKE_DIR, ignore_errors=True)
         self._step("consumers", "init")
         self._step("tracker", "programs", "load", str(DEMO_PROGRAMS))
-        for kind, port in (
-            ("events", self.events_metrics_port),
-            ("programs", self.programs_metrics_port),
-            ("lake", self.lake_metrics_port),
-        ):
-            env = {**self.env, "CONSUMER_METRICS_PORT": str(port)}
-            consumer = ManagedProcess(
-                f"consumers {kind}",
-                [*self._command("consumers"), kind],
-                port,
-                env=env,
-                output=sys.stdout.buffer,
-            )
-            self.started.append(consumer.start())
+        self._start_consumers()
         tracker = ManagedProcess(
             "tracker",
             [*self._command("tracker"), "serve"],
@@ -148,6 +135,22 @@ class LocalStack:
         self.started.append(reports.start())
         self._create_report_keys()
         self._send_demo_traffic()
+
+    def _start_consumers(self) -> None:
+        for kind, port in (
+            ("events", self.events_metrics_port),
+            ("programs", self.programs_metrics_port),
+            ("lake", self.lake_metrics_port),
+        ):
+            env = {**self.env, "CONSUMER_METRICS_PORT": str(port)}
+            consumer = ManagedProcess(
+                f"consumers {kind}",
+                [*self._command("consumers"), kind],
+                port,
+                env=env,
+                output=sys.stdout.buffer,
+            )
+            self.started.append(consumer.start())
 
     def _create_report_keys(self) -> None:
         """One for the demo program's customer, one for the conversion program's."""
