@@ -74,7 +74,7 @@ class Committer:
                 time.sleep(random.uniform(0.01, 0.05) * (conflicts + 1))
                 continue
             if rows is not None:
-                self._known.remember(rows)
+                self._known.remember(table, rows)
             return Outcome(added, len(pending) - added, conflicts)
         raise CommitConflictError(f"lost {CONFLICT_ATTEMPTS} commits in a row")
 
