@@ -201,9 +201,11 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
             "REPORTS_PORT",
             "LOCAL_EVENTS_METRICS_PORT",
             "LOCAL_PROGRAMS_METRICS_PORT",
+            "LOCAL_LAKE_METRICS_PORT",
         )
     }
     env = {**os.environ, **ports, "LOG_LEVEL": "WARNING", "LOCAL_STACK_DIR": str(tmp_path)}
+    env["LOCAL_LAKE_DIR"] = str(tmp_path / "lake")
     env["LOCAL_DEMO_TRAFFIC"] = "0"  # the events below are counted exactly
     process = subprocess.Popen(  # noqa: ASYNC220 (its output is read in a thread below)
         [sys.executable, "-m", "tracker.devstack"],
@@ -239,6 +241,8 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
         # The reports service, with the key the stack made for the demo program's customer
         # (1001: demo-shoes and demo-paused), counts the event of demo-shoes.
         await _check_reports(f"http://127.0.0.1:{ports['REPORTS_PORT']}", key)
+        # ... and the lake worker commits them (every 5 s under make run).
+        await _check_lake(tmp_path / "lake", ["demo-paused", "demo-shoes"])
         stack_env = (tmp_path / "env").read_text()
         assert stack_env.count("=") == 7
         assert "USER_ID_KEY=" in stack_env  # `consumers privacy` needs the tracker's key
@@ -256,6 +260,20 @@ async def test_local_stack_serves_the_demo_programs_and_stops_cleanly(tmp_path: 
     for port in ports.values():
         with pytest.raises(TimeoutError):
             wait_for_port(int(port), 0.3)
+
+
+async def _check_lake(lake_dir: Path, programs: list[str]) -> None:
+    """`consumers lake query` on the stack's lake shows each event once."""
+    sql = "SELECT programid FROM events ORDER BY programid"
+    for _ in range(60):
+        result = await asyncio.to_thread(
+            run, ["consumers", "lake", "query", sql], {"LAKE_DIR": str(lake_dir)}
+        )
+        assert result.returncode == 0, result.stderr
+        if [row["programid"] for row in json.loads(result.stdout)] == programs:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the lake holds {result.stdout}, wanted {programs}")
 
 
 def _read_all(process: subprocess.Popen[bytes], output: list[bytes]) -> None:

@@ -40,7 +40,7 @@ CONVERSION_PROGRAM = "demo-shop"
 ENV_FILE = Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")) / "env"
 # The demo's lake (SQLite catalog, file warehouse). It starts empty, like the emulators: its
 # stream positions would name the sequence numbers of a stream that no longer exists.
-LAKE_DIR = REPO_ROOT / ".adtracker" / "lake"
+LAKE_DIR = Path(os.environ.get("LOCAL_LAKE_DIR", REPO_ROOT / ".adtracker" / "lake"))
 LAKE_QUERY = (
     '.venv/bin/consumers lake query "SELECT programid, event_type, count(*) AS events '
     'FROM events GROUP BY ALL ORDER BY ALL" --format csv'
@@ -224,7 +224,7 @@ Reports: the dashboard is {reports}/ ; paste this key (customer {_demo_customer(
   (the requests above show in the report once the events consumer has counted them)
 Conversions ({shop}'s, the demo's and yours) show with this key (customer {_customer_of(shop)}):
   {self.conversion_report_key}
-The event lake (Iceberg, under {LAKE_DIR.relative_to(REPO_ROOT)}; every event within ~10 s):
+The event lake (Iceberg, under {LAKE_DIR}; every event within ~10 s):
   {LAKE_QUERY}
 Redis {self.env["REDIS_URL"]}, Kinesis {self.env["AWS_ENDPOINT_URL_KINESIS"]}, \
 DynamoDB {self.env["AWS_ENDPOINT_URL_DYNAMODB"]}. Ctrl-C stops everything.
