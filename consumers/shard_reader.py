@@ -39,6 +39,10 @@ class StreamWork:
     poll_seconds: float  # the wait after an empty page
     # The wait after a page read at the stream's tip: what one batch gathers at steady traffic.
     tip_seconds: float = 0.0
+    # The least time between two GetRecords calls on a shard, and the page size: this reader's
+    # share of the shard's read limits (consumers/get_records.py).
+    read_interval: float = GET_RECORDS_INTERVAL
+    read_limit: int = GET_RECORDS_LIMIT
 
 
 class ShardReader:
@@ -52,7 +56,8 @@ class ShardReader:
         self._tip = work.tip_seconds
         self._stopping = stopping
         self._age = work.metrics.iterator_age.labels(held.shard_id)
-        self._pacer = CallPacer(GET_RECORDS_INTERVAL)
+        self._pacer = CallPacer(work.read_interval)
+        self._limit = work.read_limit
 
     async def run(self) -> None:
         """Process until the shard ends, the worker stops or the lease is lost."""
@@ -100,7 +105,7 @@ class ShardReader:
             await self._pause(wait)
             if self._stopping.is_set():
                 return iterator  # stopping: the batch in hand is checkpointed, read no more
-        page = await self._kinesis.get_records(ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
+        page = await self._kinesis.get_records(ShardIterator=iterator, Limit=self._limit)
         records = page["Records"]
         if records:
             batch = [

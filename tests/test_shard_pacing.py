@@ -7,7 +7,12 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.get_records import GET_RECORDS_INTERVAL, CallPacer
+from consumers.get_records import (
+    GET_RECORDS_INTERVAL,
+    LAKE_GET_RECORDS_INTERVAL,
+    LAKE_GET_RECORDS_LIMIT,
+    CallPacer,
+)
 
 
 def test_the_first_call_goes_at_once() -> None:
@@ -35,6 +40,11 @@ def test_a_call_after_a_long_pause_goes_at_once() -> None:
 
 def test_the_interval_keeps_to_kinesis_five_calls_per_second() -> None:
     assert GET_RECORDS_INTERVAL >= 1 / 5
+
+
+def test_the_events_and_lake_readers_of_a_shard_keep_to_five_calls_together() -> None:
+    assert 1 / GET_RECORDS_INTERVAL + 1 / LAKE_GET_RECORDS_INTERVAL <= 5
+    assert LAKE_GET_RECORDS_LIMIT / LAKE_GET_RECORDS_INTERVAL >= 2 * 1000  # catches up a backlog
 
 
 @given(st.lists(st.floats(min_value=0.0, max_value=0.5), min_size=1, max_size=200))

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack
 
 from consumers.aws import open_clients
 from consumers.coordinator import Coordinator
+from consumers.get_records import LAKE_GET_RECORDS_INTERVAL, LAKE_GET_RECORDS_LIMIT
 from consumers.lake.catalog import ensure_table, open_catalog
 from consumers.lake.commit_loop import CommitLoop
 from consumers.lake.committer import Committer
@@ -53,6 +54,8 @@ async def run_lake_worker(settings: ConsumerSettings) -> None:
             metrics,
             settings.poll_seconds,
             settings.tip_wait_seconds,
+            read_interval=LAKE_GET_RECORDS_INTERVAL,
+            read_limit=LAKE_GET_RECORDS_LIMIT,
         )
 
         def start_reader(held: HeldLease, stopping: asyncio.Event) -> asyncio.Task[None]:
