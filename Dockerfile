@@ -20,14 +20,15 @@ RUN python -m venv /opt/protoc \
     && /opt/protoc/bin/${PIP_LOCKED} -r requirements/protoc.lock
 # The runtime dependencies next: this layer is reused until the lock changes.
 # botocore ships models for ~400 AWS services; the services use Kinesis and DynamoDB, SQS
-# (`consumers redrive` reads the Lambda failure queue), and STS/SSO for credentials. Dropping the
-# rest halves the virtualenv (100 MB -> 50 MB).
+# (`consumers redrive` reads the Lambda failure queue), Glue (the event lake's catalog, through
+# pyiceberg; its S3 files go through pyarrow, not botocore) and STS/SSO for credentials. Dropping
+# the rest halves the virtualenv (100 MB -> 50 MB).
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/${PIP_LOCKED} -r requirements/bootstrap.lock \
     && /opt/venv/bin/${PIP_LOCKED} -r requirements/runtime.lock \
     && find /opt/venv/lib/python3.11/site-packages/botocore/data -mindepth 1 -maxdepth 1 -type d \
-        ! -name kinesis ! -name dynamodb ! -name sqs ! -name sts ! -name sso ! -name sso-oidc \
-        -exec rm -rf {} + \
+        ! -name kinesis ! -name dynamodb ! -name sqs ! -name glue ! -name sts ! -name sso \
+        ! -name sso-oidc -exec rm -rf {} + \
     && python -m compileall -q /opt/venv/lib
 # The generated protobuf code is rebuilt from proto/ (over the committed copy), then the project
 # is installed; pyproject names README.md as the long description, so it is copied too.

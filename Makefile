@@ -60,8 +60,9 @@ docker-lint: $(STAMP)
 
 # The compose stack on a real Docker engine (running; .ci/run starts one): builds the images and
 # the Lambda target, brings the stack up under a project name of its own, sends pixels and clicks
-# from the host, finds exactly their items in DynamoDB, stops it (every container exits 0) and
-# removes it (down -v), also on failure. Bounded: 30-40 s with the images built, ~95 s from scratch.
+# from the host, finds exactly their items in DynamoDB and their rows in the lake (Glue + S3 on
+# the moto server), runs `lake maintain`, stops it (every container exits 0) and removes it
+# (down -v), also on failure. Bounded: ~85 s with the images built, ~3 min from scratch.
 compose-test: $(STAMP)
 	$(BIN)/python infra/local/compose_check.py
 

@@ -44,8 +44,12 @@ TABLE_PROPERTIES = {
 
 
 def open_catalog(settings: LakeSettings) -> Catalog:
-    if Config().get_catalog_config(CATALOG_NAME):
-        return load_catalog(CATALOG_NAME)
+    # Read now, not pyiceberg's copy from its import: the environment is what counts.
+    configured = Config().get_catalog_config(CATALOG_NAME)
+    if configured:
+        # Nested sections come flattened already (glue.region); only strings are properties.
+        properties = {k: v for k, v in configured.items() if isinstance(v, str)}
+        return load_catalog(CATALOG_NAME, **properties)
     directory = settings.directory.resolve()
     (directory / "warehouse").mkdir(parents=True, exist_ok=True)
     return SqlCatalog(

@@ -9,9 +9,13 @@
 4. The reports service on 127.0.0.1:8090: /healthz answers; a key made with `reports keys
    create` in its container lists exactly the demo customer's programs; the program's report
    counts exactly the impressions and clicks sent (from the rollups the consumers wrote).
-5. Stops the stack and checks that every container, the one-shot `init` too, exited 0: the app
+5. The event lake (Glue catalog and S3 warehouse on moto): `consumers lake query` in the lake
+   worker's container finds one row for each item the tracker's events made (same message ids
+   and event types, none twice, nothing else; the Lambda's record never was on the stream), once
+   the worker has committed; `consumers lake maintain` exits 0 and leaves exactly those rows.
+6. Stops the stack and checks that every container, the one-shot `init` too, exited 0: the app
    services stop first (they depend on the backends' health) and drain into live backends.
-6. Always removes the stack (`down -v`); on a failure it prints the services' logs first.
+7. Always removes the stack (`down -v`); on a failure it prints the services' logs first.
 
 Every wait is bounded. Run from the repository root: .venv/bin/python infra/local/compose_check.py
 """
@@ -26,10 +30,10 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from compose_stack import (
     CheckError,
@@ -42,6 +46,7 @@ from compose_stack import (
     wait_until,
 )
 from compose_traffic import (
+    MARKER_PARAM,
     Comparison,
     Sent,
     Tracker,
@@ -68,6 +73,7 @@ SERVICES = frozenset(
         "tracker",
         "consumers-events",
         "consumers-programs",
+        "consumers-lake",
         "reports",
     }
 )
@@ -77,6 +83,14 @@ SUPPORTED_NODE_IMAGE = "node:24-alpine"
 STAND_IN_NODE_IMAGE = "node:20-alpine"  # the only Node.js image where no registry is reachable
 BUILD_SECONDS, UP_SECONDS, HEALTHY_SECONDS, STORED_SECONDS, STOP_SECONDS = 900, 300, 180, 90, 180
 COUNTED_SECONDS = 60  # the rollups are written with the items: counted when they are stored
+LAKE_SERVICE = "consumers-lake"
+LAKE_COMMIT_SECONDS = 5  # the lake worker's LAKE_COMMIT_SECONDS in docker-compose.yml
+# The worker commits what it read at least every LAKE_COMMIT_SECONDS; then a margin for a commit
+# on a busy machine (writing the files to S3, Glue's update) and for each query's own start-up.
+LAKE_SECONDS = LAKE_COMMIT_SECONDS + 40
+LAKE_QUERY = "SELECT message_id, event_type FROM events ORDER BY message_id"
+
+T = TypeVar("T")
 
 
 def main() -> int:
@@ -108,16 +122,23 @@ def main() -> int:
 def _check_stack(project: Project) -> None:
     _timed("built the images", lambda: _build(project))
     _timed("the stack is up and healthy", lambda: _up(project))
-    sent = _send(project)
-    _timed(f"found exactly the {len(sent)} items", lambda: _find_items(project, sent))
+    by_lambda, from_host = _send(project)
+    sent = [by_lambda, *from_host]
+    items = _timed(f"found exactly the {len(sent)} items", lambda: _find_items(project, sent))
     _timed("the reports service counts exactly them", lambda: _check_reports(project, sent))
+    from_stream = _items_of(from_host, items)
+    _timed(
+        f"the lake holds exactly the {len(from_stream)} events of the stream",
+        lambda: _check_lake(project, from_stream),
+    )
     _timed("stopped: every container exited 0, the app services first", lambda: _stop(project))
 
 
-def _timed(done: str, step: Callable[[], None]) -> None:
+def _timed(done: str, step: Callable[[], T]) -> T:
     started = time.monotonic()
-    step()
+    result = step()
     say(f"{done} ({time.monotonic() - started:.1f} s)")
+    return result
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -174,8 +195,10 @@ def _all_healthy(project: Project) -> bool:
     )
 
 
-def _send(project: Project) -> list[Sent]:
-    """The Lambda's event first: its record claims a made-up position on the stream's first
+def _send(project: Project) -> tuple[Sent, list[Sent]]:
+    """The Lambda's event, and the tracker's.
+
+    The Lambda's event first: its record claims a made-up position on the stream's first
     shard, below any that kinesalite hands out. Sent after the tracker's events, a rollup
     writer that keeps per-shard positions would rightly take it for a redelivery of a record
     already counted there; sent before, it is the first record of its bucket."""
@@ -187,7 +210,7 @@ def _send(project: Project) -> list[Sent]:
     tracker = Tracker("127.0.0.1", TRACKER_PORT, PROGRAM, _program(PROGRAM)["landing_url"])
     sent = send_pixels_and_clicks(tracker, run_id, PIXELS, CLICKS)
     say(f"sent {PIXELS} pixels and {CLICKS} clicks from the host, every answer as expected")
-    return [by_lambda, *sent]
+    return by_lambda, sent
 
 
 def _demo_programs() -> list[dict[str, Any]]:
@@ -199,14 +222,17 @@ def _program(program_id: str) -> dict[str, Any]:
     return next(p for p in _demo_programs() if p["program_id"] == program_id)
 
 
-def _find_items(project: Project, sent: list[Sent]) -> None:
-    """Poll the events table until every request's item is there; then it must be exact."""
+def _find_items(project: Project, sent: list[Sent]) -> list[dict[str, Any]]:
+    """Poll the events table until every request's item is there; then it must be exact.
+    Returns the items."""
     show = ["consumers", "show", PROGRAM, "--minutes", "30", "--limit", "1000"]
     exec_show = ["exec", "-T", "-e", "LOG_LEVEL=WARNING", "consumers-events", *show]
     outcome: list[Comparison] = []
+    items: list[dict[str, Any]] = []
 
     def all_stored() -> bool:
-        outcome[:] = [compare(sent, parse_items(project.compose(*exec_show, timeout=60).stdout))]
+        items[:] = parse_items(project.compose(*exec_show, timeout=60).stdout)
+        outcome[:] = [compare(sent, items)]
         return not outcome[0].missing
 
     try:
@@ -215,6 +241,7 @@ def _find_items(project: Project, sent: list[Sent]) -> None:
         raise CheckError(f"{exc}: {outcome[0].describe() if outcome else ''}") from None
     if not outcome[0].exact:
         raise CheckError(f"items in DynamoDB: {outcome[0].describe()}")
+    return items
 
 
 def _check_reports(project: Project, sent: list[Sent]) -> None:
@@ -273,6 +300,78 @@ def _wait_for_counts(auth: dict[str, str], sent: list[Sent]) -> None:
     if counted != expected:
         raise CheckError(f"the report counts {counted}, expected exactly {expected}")
     say(f"the report of {PROGRAM} counts exactly {expected}")
+
+
+def _items_of(sent: Iterable[Sent], items: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The message ids and event types of the items these requests made (found exactly once
+    each by _find_items)."""
+    markers = {request.marker for request in sent}
+    return {
+        str(item["message_id"]): str(item["event_type"])
+        for item in items
+        if isinstance(item.get("params"), dict) and item["params"].get(MARKER_PARAM) in markers
+    }
+
+
+def _check_lake(project: Project, expected: dict[str, str]) -> None:
+    """Poll the lake until it holds a row of every expected event (the worker commits at least
+    every LAKE_COMMIT_SECONDS); then its rows must be exactly them: each message id once, with
+    its item's event type, and no other. `lake maintain` then exits 0 and changes none."""
+    rows: list[tuple[str, str]] = []
+
+    def all_committed() -> bool:
+        rows[:] = _lake_rows(project)
+        return {message_id for message_id, _ in rows} >= set(expected)
+
+    try:
+        wait_until("a lake row of every event", LAKE_SECONDS, all_committed)
+    except CheckError as exc:
+        raise CheckError(f"{exc}: {_lake_differences(expected, rows)}") from None
+    if differences := _lake_differences(expected, rows):
+        raise CheckError(f"the lake's rows: {differences}")
+    say(f"the lake has {len(rows)} rows, one for each of the items, by message id and event type")
+    maintain = ["exec", "-T", "-e", "LOG_LEVEL=WARNING", LAKE_SERVICE, "consumers", "lake"]
+    report = parse_json_line(project.compose(*maintain, "maintain", timeout=120).stdout, "command")
+    if report.get("command") != "lake maintain":
+        raise CheckError(f"consumers lake maintain printed {report!r}")
+    if differences := _lake_differences(expected, _lake_rows(project)):
+        raise CheckError(f"the lake's rows after `consumers lake maintain`: {differences}")
+    say(f"consumers lake maintain: {report}; the rows are unchanged")
+
+
+def _lake_rows(project: Project) -> list[tuple[str, str]]:
+    """The lake's (message_id, event_type) rows, by `consumers lake query` in the worker's
+    container (it prints a JSON array; logs go to stderr)."""
+    query = ["consumers", "lake", "query", LAKE_QUERY, "--format", "json"]
+    done = project.compose(
+        "exec", "-T", "-e", "LOG_LEVEL=WARNING", LAKE_SERVICE, *query, timeout=120
+    )
+    try:
+        rows = json.loads(done.stdout)
+    except ValueError:
+        raise CheckError(f"consumers lake query printed: {done.stdout[-500:]!r}") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise CheckError(f"consumers lake query printed: {done.stdout[-500:]!r}")
+    return [(str(row.get("message_id")), str(row.get("event_type"))) for row in rows]
+
+
+def _lake_differences(expected: Mapping[str, str], rows: list[tuple[str, str]]) -> str:
+    """What differs between the expected events and the lake's rows; empty when nothing."""
+    found = Counter(message_id for message_id, _ in rows)
+    parts = {
+        "missing": sorted(set(expected) - set(found)),
+        "twice or more": sorted(message_id for message_id, n in found.items() if n > 1),
+        "foreign": sorted(set(found) - set(expected)),
+        "wrong event_type": sorted(
+            {m for m, kind in rows if m in expected and kind != expected[m]}
+        ),
+    }
+    described = "; ".join(f"{name}: {_few(ids)}" for name, ids in parts.items() if ids)
+    return f"{len(rows)} rows for {len(expected)} events; {described}" if described else ""
+
+
+def _few(ids: list[str]) -> str:
+    return f"{len(ids)} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})"
 
 
 def _stop(project: Project) -> None:

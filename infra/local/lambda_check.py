@@ -39,12 +39,13 @@ ANSWER_SECONDS = 90  # start-up, opening the clients and one write, on a busy 2-
 def build_lambda_image(timeout: float) -> None:
     run_ok(["docker", "build", "--target", "lambda", "-t", LAMBDA_IMAGE, "."], timeout)
     # The handler's module and the runtime client import side by side, as Lambda will do it; and
-    # the trimmed botocore still has every model the consumers use (redrive reads SQS).
+    # the trimmed botocore still has every model the consumers use (redrive reads SQS, the event
+    # lake's catalog is Glue).
     probe = (
         "import awslambdaric, botocore.session, consumers.lambda_handlers as h;"
         " h.events_handler, h.programs_handler;"
         " s = botocore.session.get_session();"
-        " [s.get_service_model(n) for n in ('kinesis', 'dynamodb', 'sqs', 'sts')]"
+        " [s.get_service_model(n) for n in ('kinesis', 'dynamodb', 'sqs', 'glue', 'sts')]"
     )
     run_ok(["docker", "run", "--rm", "--entrypoint", "python", LAMBDA_IMAGE, "-c", probe], 120)
 
