@@ -141,6 +141,28 @@ def test_the_bucket_script_and_init_make_the_lake_on_moto(moto_url: str, tmp_pat
     assert kind == "GlueCatalog"
     assert location.startswith(f"s3://{bucket}/warehouse/{namespace}.db/events/metadata/")
     assert exists == "True"
+    # rows committed to S3, then read by `lake query` (an Arrow dataset of the files in S3)
+    # and kept by `lake maintain`
+    commit = (
+        "from consumers.lake.catalog import open_catalog, open_table;"
+        " from consumers.lake.committer import Committer;"
+        " from consumers.lake.pending import Pending;"
+        " from consumers.records import StreamRecord;"
+        " from consumers.settings import ConsumerSettings;"
+        " from tracker.schema.tracking.v1 import tracking_pb2 as pb;"
+        " lake = ConsumerSettings.from_env().lake;"
+        " pending = Pending();"
+        " pending.add('s0', [StreamRecord(str(i), 'k', pb.TrackingEvent(programid='p',"
+        " message_id=f'{i:032x}', timestamp_ms=1765000000000 + i).SerializeToString())"
+        " for i in range(1, 6)]);"
+        " print(Committer(open_table(open_catalog(lake), lake)).commit(pending).rows)"
+    )
+    assert run_python(["-c", commit], env).stdout.split() == ["5"]
+    query = "SELECT count(*) AS n, count(DISTINCT message_id) AS d, min(programid) AS p FROM events"
+    lake = ["-m", "consumers", "lake"]
+    assert run_python([*lake, "query", query, "--format", "csv"], env).stdout == "n,d,p\n5,5,p\n"
+    assert '"command": "lake maintain"' in run_python([*lake, "maintain"], env).stdout
+    assert run_python([*lake, "query", query, "--format", "csv"], env).stdout == "n,d,p\n5,5,p\n"
 
 
 def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

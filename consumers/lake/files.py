@@ -38,6 +38,13 @@ def stored(table: Table) -> Iterator[StoredFile]:
             yield StoredFile(prefix + info.path, modified)
 
 
+def opened_paths(table: Table, locations: list[str]) -> tuple[fs.FileSystem, list[str]]:
+    """The file system of the table's files and their paths on it (for Arrow datasets)."""
+    filesystem, _, _ = _filesystem(table)
+    paths = [table.io.parse_location(location)[2] for location in locations]  # type: ignore[attr-defined]
+    return filesystem, paths
+
+
 def _filesystem(table: Table) -> tuple[fs.FileSystem, str, str]:
     """The table location's file system, the path to list, and what turns a listed path back
     into a location as the table's metadata writes it."""

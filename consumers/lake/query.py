@@ -1,9 +1,9 @@
 """`consumers lake query SQL`: DuckDB over the lake's table, visible as `events`.
 
 Only the files the current snapshot references are read, never a folder glob (rows deleted by
-erasure or retention would come back). Local files without delete files are read by DuckDB
-itself, streaming; otherwise (S3, delete files written by another engine) pyiceberg's scan
-reads the rows into Arrow first.
+erasure or retention would come back). Local files are read by DuckDB itself, files in S3 as
+an Arrow dataset of exactly those files, both streaming; only a table with delete files (written
+by another engine, merge-on-read) is read through pyiceberg's scan, into memory first.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 import duckdb
+from pyarrow.dataset import dataset
+from pyiceberg.io.pyarrow import schema_to_pyarrow
 from pyiceberg.table import Table
 
+from consumers.lake.files import opened_paths
 from consumers.lake.schema import arrow_schema
 
 CHUNK_ROWS = 10_000
@@ -29,14 +32,23 @@ def connect(table: Table) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute("SET TimeZone = 'UTC'")
     tasks = list(table.scan().plan_files())
-    local = all(t.file.file_path.startswith("file:") and not t.delete_files for t in tasks)
-    if tasks and local:
-        paths = [t.file.file_path.removeprefix("file://") for t in tasks]
+    locations = [task.file.file_path for task in tasks]
+    if not tasks:
+        connection.register("events", arrow_schema().empty_table())
+    elif any(task.delete_files for task in tasks):
+        # Delete files (another engine's merge-on-read deletes): only a scan applies them.
+        connection.register("events", table.scan().to_arrow())
+    elif all(location.startswith("file:") for location in locations):
+        paths = [location.removeprefix("file://") for location in locations]
         # union_by_name: files written before a column was added read it as null
         connection.read_parquet(paths, union_by_name=True).create_view("events")
     else:
-        rows = table.scan().to_arrow() if tasks else arrow_schema().empty_table()
-        connection.register("events", rows)
+        # In S3: an Arrow dataset of exactly these files, read as DuckDB asks (columns and
+        # row groups it needs), never all at once; columns a file lacks read as null.
+        filesystem, paths = opened_paths(table, locations)
+        schema = schema_to_pyarrow(table.schema(), include_field_ids=False)
+        files = dataset(paths, schema=schema, format="parquet", filesystem=filesystem)
+        connection.register("events", files)
     return connection
 
 
