@@ -20,7 +20,7 @@ from pyiceberg.table import Table
 from consumers.cli import main as consumers_main
 from consumers.lake import maintain as maintenance
 from consumers.lake.catalog import TABLE_PROPERTIES, ensure_table, open_catalog
-from consumers.lake.committer import Committer
+from consumers.lake.committer import Committer, expire_history
 from consumers.lake.pending import Pending
 from consumers.lake.positions import committed
 from consumers.lake.query import run_query
@@ -298,3 +298,18 @@ def test_bad_lake_settings_are_refused(name: str, value: str) -> None:
 def test_events_table_types_are_read_by_name() -> None:
     settings = ConsumerSettings.from_env({"EVENTS_TABLE_TYPES": "CLICK, CONVERSION"})
     assert settings.events_table_types == {pb.CLICK, pb.CONVERSION}
+
+
+def test_a_worker_expires_old_history_but_keeps_rows_and_positions(table: Table) -> None:
+    now = int(time.time() * 1000)
+    for chunk in range(4):
+        commit(table, "s0", records(10 * chunk, 10, now, sequence=10 * chunk))
+    table.refresh()
+    assert len(table.snapshots()) == 4
+    positions = committed(table)
+    assert expire_history(table, time.time() - 3600) == 0  # none is an hour old
+    assert expire_history(table, time.time() + 1) == 3  # all but the current one
+    table.refresh()
+    assert len(table.snapshots()) == 1
+    assert committed(table) == positions
+    assert sorted(ids(table)) == [f"{i:032x}" for i in range(40)]

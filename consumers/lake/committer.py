@@ -44,10 +44,19 @@ class CommitConflictError(Exception):
     """Other commits kept winning; nothing of this batch is committed."""
 
 
+# Every table commit rewrites the metadata, which lists every snapshot: each one kept costs
+# ~0.7 ms a commit (docs/benchmarks.md, "Event lake"). Every EXPIRE_EVERY commits a worker expires
+# the snapshots older than HISTORY_SECONDS (metadata only: their files stay for `lake maintain`,
+# which removes files no snapshot references; these are all older than its grace period).
+EXPIRE_EVERY = 20
+HISTORY_SECONDS = 3600
+
+
 class Committer:
     def __init__(self, table: Table) -> None:
         self._table = table
         self._known = KnownIds()
+        self._commits = 0
 
     def position(self, shard_id: str) -> int | None:
         """Where the table's rows of a shard end."""
@@ -75,8 +84,31 @@ class Committer:
                 continue
             if rows is not None:
                 self._known.remember(table, rows)
+            self._commits += 1
+            if self._commits % EXPIRE_EVERY == 0:
+                expire_history(table, time.time() - HISTORY_SECONDS)
             return Outcome(added, len(pending) - added, conflicts)
         raise CommitConflictError(f"lost {CONFLICT_ATTEMPTS} commits in a row")
+
+
+def expire_history(table: Table, before_seconds: float) -> int:
+    """Expire the snapshots older than `before_seconds` but the current one; 0 when another
+    commit came first (the next time, then)."""
+    current = table.current_snapshot()
+    cutoff_ms = int(before_seconds * 1000)
+    old = [
+        snapshot.snapshot_id
+        for snapshot in table.snapshots()
+        if snapshot.timestamp_ms < cutoff_ms
+        and (current is None or snapshot.snapshot_id != current.snapshot_id)
+    ]
+    if not old:
+        return 0
+    try:
+        table.maintenance.expire_snapshots().by_ids(old).commit()
+    except CommitFailedException:
+        return 0
+    return len(old)
 
 
 def _admitted(parts: list[pa.Table], suppressed: frozenset[str]) -> pa.Table:
