@@ -6,12 +6,15 @@ agent, signed clicks with and without the duplicate check, and each check's own 
 request), hostile requests (the tracker's CPU per request for each shape a client can send to
 make it work hard, against a typical pixel), capacity and the reporting rollups (what they add
 to the events consumer per event, a 31-day report's latency, how soon an event shows in a
-report; also written to bench/results/rollups.json) and conversion attribution (its DynamoDB
+report; also written to bench/results/rollups.json), conversion attribution (its DynamoDB
 units, dollars and CPU per conversion and per click; also written to
-bench/results/attribution.json). Writes bench/results/latest.{json,md,png}.
+bench/results/attribution.json) and the event lake (one lake worker's CPU per event, bytes per
+event in its data files, its memory through a backlog, how soon an event is queryable; also
+written to bench/results/lake.json). Writes bench/results/latest.{json,md,png}.
 
     .venv/bin/python -m bench.run [--quick]
-        [--only durability|privacy|integrity|hostile|capacity|rollups|attribution] [--cases TEXT]...
+        [--only durability|privacy|integrity|hostile|capacity|rollups|attribution|lake]
+        [--cases TEXT]...
 
 With --only PART only that part runs; the other parts of bench/results/latest.json are kept as
 they were and the reports are written again from the merged result. With --cases, only the
@@ -44,6 +47,9 @@ from bench.hostile_cost import run as run_hostile
 from bench.integrity_cost import measure as measure_integrity_checks
 from bench.integrity_cost import measure_redis as measure_redis_check
 from bench.integrity_http import groups, integrity_row, observer
+from bench.lake_cost import FULL as LAKE_FULL
+from bench.lake_cost import QUICK as LAKE_QUICK
+from bench.lake_cost import measure as measure_lake
 from bench.memory import measure_memory
 from bench.nginx import nginx_empty_gif
 from bench.privacy_cost import measure as measure_privacy_step
@@ -312,6 +318,17 @@ def _attribution(plan: Plan) -> dict[str, Any]:
     return part
 
 
+def _lake(plan: Plan) -> dict[str, Any]:
+    """The event lake against the issue's bars (bench/lake_cost.py): one lake worker's CPU per
+    event, records decoded and committed into a local Iceberg table in process; bytes per event
+    of its data files; its peak RSS through two backlogs (fresh processes); how soon an event is
+    queryable (real processes). Also written to bench/results/lake.json, under three minutes."""
+    part: dict[str, Any] = {**_stamp(), **measure_lake(LAKE_QUICK if plan.quick else LAKE_FULL)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "lake.json").write_text(json.dumps(part, indent=2) + "\n")
+    return part
+
+
 # The parts after the tracker's own, in the report's order; each can run alone (--only).
 PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "durability": _durability,
@@ -321,6 +338,7 @@ PARTS: dict[str, Callable[[Plan], dict[str, Any]]] = {
     "capacity": _capacity,
     "rollups": _rollups,
     "attribution": _attribution,
+    "lake": _lake,
 }
 
 
