@@ -292,11 +292,14 @@ def metadata_size(table: Table) -> int:
 
 
 def random_ids(count: int, timestamp_ms: int) -> pa.Table:
-    """`count` random message ids of one moment, as the rows KnownIds.remember takes."""
+    """`count` random message ids spread evenly over the hour of `timestamp_ms` (the hour's
+    earlier events), as the rows KnownIds.remember takes."""
     data = os.urandom(16 * count).hex().encode()
     offsets = array("i", range(0, 32 * count + 1, 32))
     ids = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-    stamps = pa.repeat(pa.scalar(timestamp_ms, pa.int64()), count)
+    hour_start = timestamp_ms - timestamp_ms % (SECONDS_PER_HOUR * 1000)
+    step = SECONDS_PER_HOUR * 1000 / count
+    stamps = pa.array([hour_start + int(i * step) for i in range(count)], pa.int64())
     return pa.table({"message_id": ids, "timestamp_ms": stamps})
 
 

@@ -73,7 +73,12 @@ class SampledCommitter(Committer):
 
     def known_id_bytes(self) -> tuple[int, int]:
         """(ids kept, the bytes of their Arrow arrays)."""
-        arrays = [array for hour in self._known._hours.values() for array in hour.ids]
+        arrays = [
+            array
+            for hour in self._known._hours.values()
+            for chunks in hour.minutes.values()
+            for array in chunks
+        ]
         return sum(map(len, arrays)), sum(array.nbytes for array in arrays)
 
 

@@ -313,3 +313,19 @@ def test_a_worker_expires_old_history_but_keeps_rows_and_positions(table: Table)
     assert len(table.snapshots()) == 1
     assert committed(table) == positions
     assert sorted(ids(table)) == [f"{i:032x}" for i in range(40)]
+
+
+def test_one_worker_drops_copies_of_any_hour_it_committed_or_forgot(table: Table) -> None:
+    """Copies keep their original's time: a worker that has committed three hours (and keeps
+    the ids of the newest two in memory) still drops a copy of the first (read again)."""
+    committer = Committer(table)
+    base = int(time.time() * 1000) - 5 * HOUR_MS
+    for hour in range(3):
+        pending = Pending()
+        pending.add("s0", records(100 * hour, 20, base + hour * HOUR_MS, sequence=100 * hour))
+        assert committer.commit(pending).rows == 20
+    copies = Pending()  # the same events on another shard: the first hour's and the last's
+    copies.add("s1", records(0, 5, base) + records(200, 5, base + 2 * HOUR_MS, sequence=200))
+    outcome = committer.commit(copies)
+    assert (outcome.rows, outcome.copies) == (0, 10)
+    assert len(ids(table)) == 60

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from consumers.lake.committer import Committer, Outcome
 from consumers.lake.pending import Pending
 from consumers.metrics import ConsumerMetrics
@@ -93,6 +95,9 @@ class CommitLoop:
                 log.warning("lake commit failed, rows kept", extra={"error": str(exc)})
                 return False
             self._failures = 0
+            # A commit's Arrow copies are ~3 times its rows' size; give them back to the system
+            # rather than keep the peak for the next commit (docs/benchmarks.md, "Event lake").
+            pa.default_memory_pool().release_unused()
             self._metrics.lake_commits.labels("committed").inc()
             self._metrics.lake_rows.inc(outcome.rows)
             self._metrics.lake_copies.inc(outcome.copies)

@@ -2,19 +2,20 @@
 
 The same event can be on the stream twice with different sequence numbers (a producer retry, a
 tracker's spill replay): stream positions cannot tell, the message id can. A copy carries its
-original's `timestamp_ms`, so both fall in one hour partition, and a commit compares its rows
-with the ids of the files in the hours it touches.
+original's `timestamp_ms`, so both fall in one minute of one hour partition, and a commit
+compares its rows with the ids the table holds for those minutes.
 
-Those ids are kept per hour as Arrow string arrays (~36 bytes an event, for every event of the
-stream in those hours, whichever worker committed it); after each table refresh only files not
-read before are read, and only their message_id column. The check probes the hour's ids against
-a hash of the batch's, in Arrow: the cost per event is a few probes for every batch-sized slice
-of the hour. The newest KEEP_HOURS hours stay in memory; a late copy for an older hour reads
-that hour's ids from the table again.
+The ids are kept per hour, and within it per minute, as Arrow string arrays (~36 bytes an
+event, for every event of the stream in those hours, whichever worker committed it). After
+each table refresh only the files not read before are read, and only their message_id and
+timestamp_ms columns. A commit probes the ids of its rows' minutes against a hash of its own
+(in Arrow): the cost stays that of a commit's size, however full the hour. The newest
+KEEP_HOURS hours stay in memory; a late copy for an older hour reads that hour from the table.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -23,20 +24,26 @@ import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.table import Table
 
-KEEP_HOURS = 3
-_MILLIS_PER_HOUR = 3_600_000
+KEEP_HOURS = 2
+_MILLIS_PER_MINUTE = 60_000
+_MINUTES_PER_HOUR = 60
 
 
 @dataclass
 class _Hour:
-    files: set[str] = field(default_factory=set)  # data files whose ids are in `ids`
-    ids: list[pa.Array] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)  # data files whose ids are held
+    minutes: dict[int, list[pa.Array]] = field(default_factory=lambda: defaultdict(list))
 
-    def found(self, candidates: pa.Array) -> set[str]:
-        """Those of `candidates` this hour holds."""
-        if not self.ids:
+    def add(self, ids: pa.Array, minutes: pa.Array) -> None:
+        for minute in pc.unique(minutes).to_pylist():
+            self.minutes[minute].append(pc.filter(ids, pc.equal(minutes, minute)))
+
+    def found(self, candidates: pa.Array, minutes: set[int]) -> set[str]:
+        """Those of `candidates` this hour holds in `minutes`."""
+        held = [chunk for minute in minutes for chunk in self.minutes.get(minute, [])]
+        if not held:
             return set()
-        known = pa.chunked_array(self.ids, pa.string())
+        known = pa.chunked_array(held, pa.string())
         hits: list[str] = pc.filter(known, pc.is_in(known, value_set=candidates)).to_pylist()
         return set(hits)
 
@@ -47,12 +54,14 @@ class KnownIds:
 
     def new_rows(self, table: Table, rows: pa.Table) -> pa.Table:
         """`rows` less the ids the table holds already and repeats within `rows` itself."""
-        hours = row_hours(rows)
-        ids = rows.column("message_id").combine_chunks()
+        ids, minutes = _ids_and_minutes(rows)
+        touched = _by_hour(minutes)
         stored: set[str] = set()
-        for hour in set(hours.to_pylist()):
+        for hour, hour_minutes in touched.items():
             self._refresh(table, hour)
-            stored |= self._hours[hour].found(ids)
+            stored |= self._hours[hour].found(ids, hour_minutes)
+        if not stored and pc.count_distinct(ids).as_py() == len(ids):
+            return rows  # the usual case: nothing to drop, nothing copied
         seen: set[str] = set()
         keep = []
         for message_id in ids.to_pylist():
@@ -63,41 +72,50 @@ class KnownIds:
     def remember(self, table: Table, rows: pa.Table) -> None:
         """After our own commit of `rows` on the state last refreshed: their ids are known
         without reading them back, and so are the files of those hours (ours are the only new)."""
-        hours = row_hours(rows)
-        ids = rows.column("message_id").combine_chunks()
-        for hour in set(hours.to_pylist()):
+        ids, minutes = _ids_and_minutes(rows)
+        hours = pc.divide(minutes, _MINUTES_PER_HOUR)
+        for hour in _by_hour(minutes):
             known = self._hours.setdefault(hour, _Hour())
-            known.ids.append(pc.filter(ids, pc.equal(hours, hour)).cast(pa.string()))
+            in_hour = pc.equal(hours, hour)
+            known.add(pc.filter(ids, in_hour), pc.filter(minutes, in_hour))
             known.files |= _file_paths(table, hour)
-        self._evict()
+        for hour in sorted(self._hours)[:-KEEP_HOURS]:
+            del self._hours[hour]
 
     def _refresh(self, table: Table, hour: int) -> None:
         known = self._hours.setdefault(hour, _Hour())
-        scan = table.scan(row_filter=hour_filter(hour), selected_fields=("message_id",))
+        scan = table.scan(row_filter=hour_filter(hour), selected_fields=_COLUMNS)
         tasks = [task for task in scan.plan_files() if task.file.file_path not in known.files]
         if not tasks:
             return
         reader = ArrowScan(
             table.metadata, table.io, scan.projection(), scan.row_filter, case_sensitive=True
         )
-        read = reader.to_table(tasks).column("message_id")
-        known.ids.append(read.combine_chunks().cast(pa.string()))
+        known.add(*_ids_and_minutes(reader.to_table(tasks)))
         known.files.update(task.file.file_path for task in tasks)
 
-    def _evict(self) -> None:
-        for hour in sorted(self._hours)[:-KEEP_HOURS]:
-            del self._hours[hour]
+
+_COLUMNS = ("message_id", "timestamp_ms")
+
+
+def _ids_and_minutes(rows: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """Each row's message id, and its minute since the epoch (int64)."""
+    ids = rows.column("message_id").combine_chunks().cast(pa.string())
+    millis = rows.column("timestamp_ms").combine_chunks().cast(pa.float64())
+    minutes = pc.floor(pc.divide(millis, _MILLIS_PER_MINUTE)).cast(pa.int64())
+    return ids, minutes
+
+
+def _by_hour(minutes: pa.Array) -> dict[int, set[int]]:
+    touched: dict[int, set[int]] = defaultdict(set)
+    for minute in pc.unique(minutes).to_pylist():
+        touched[minute // _MINUTES_PER_HOUR].add(minute)
+    return touched
 
 
 def _file_paths(table: Table, hour: int) -> set[str]:
     scan = table.scan(row_filter=hour_filter(hour), selected_fields=("message_id",))
     return {task.file.file_path for task in scan.plan_files()}
-
-
-def row_hours(rows: pa.Table) -> pa.Array:
-    """Each row's hour since the epoch (the table's partition), as int64."""
-    millis = rows.column("timestamp_ms").combine_chunks().cast(pa.float64())
-    return pc.floor(pc.divide(millis, _MILLIS_PER_HOUR)).cast(pa.int64())
 
 
 def hour_filter(hour: int) -> str:

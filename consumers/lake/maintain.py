@@ -31,6 +31,9 @@ ORPHAN_GRACE_SECONDS = 900
 # An hour is closed, and worth compacting, this long after it ended (late events are rare).
 CLOSED_AFTER = timedelta(hours=2)
 SMALL_FILES = 4  # an hour partition with at least this many files is rewritten as one
+# ... unless it holds more rows than a rewrite should hold in memory at once: its files are
+# large already (a worker's commit is up to 200,000 rows).
+COMPACT_MAX_ROWS = 2_000_000
 
 
 @dataclass
@@ -64,10 +67,16 @@ def apply_retention(table: Table, cutoff: datetime) -> int:
 def compact_closed_hours(table: Table, closed_before: datetime) -> int:
     table.refresh()
     files_per_hour: Counter[int] = Counter()
+    rows_per_hour: Counter[int] = Counter()
     for task in table.scan().plan_files():
         files_per_hour[int(task.file.partition[0])] += 1
+        rows_per_hour[int(task.file.partition[0])] += task.file.record_count
     limit = int(closed_before.timestamp() // 3600)
-    hours = [h for h, n in files_per_hour.items() if n >= SMALL_FILES and h + 1 <= limit]
+    hours = [
+        hour
+        for hour, files in files_per_hour.items()
+        if files >= SMALL_FILES and hour + 1 <= limit and rows_per_hour[hour] <= COMPACT_MAX_ROWS
+    ]
     for hour in sorted(hours):
         commit_change(table, partial(_rewrite_hour, hour=hour))
     return len(hours)
