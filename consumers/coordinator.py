@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -230,3 +231,10 @@ def _eligible(leases: list[Lease]) -> list[Lease]:
         for lease in leases
         if not lease.finished and all(by_shard[p].finished for p in lease.parents if p in by_shard)
     ]
+
+
+def stop_on_signals(coordinator: Coordinator) -> None:
+    """SIGTERM or SIGINT: the coordinator stops its readers and releases its leases."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, coordinator.stop)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumers.coordinator import Coordinator
 from consumers.metrics import ConsumerMetrics
+from consumers.settings import ConsumerSettings
 
 
 def ops_app(
@@ -51,3 +52,20 @@ async def ops_server(
         yield
     finally:
         await runner.cleanup()
+
+
+async def serve_ops(
+    stack: AsyncExitStack,
+    settings: ConsumerSettings,
+    coordinator: Coordinator,
+    metrics: ConsumerMetrics,
+) -> None:
+    """A worker's endpoint on CONSUMER_METRICS_PORT (0: none), for as long as `stack` lasts.
+    Stalled: no coordinator cycle for three renewal intervals (and some slack)."""
+    if settings.metrics_port:
+        stale_after = 3 * settings.leases.renew_seconds + 10
+        await stack.enter_async_context(
+            ops_server(
+                settings.metrics_host, settings.metrics_port, coordinator, metrics, stale_after
+            )
+        )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
@@ -20,12 +19,12 @@ import redis.asyncio as redis
 
 from consumers.attribution.matcher import Matcher, build_matcher
 from consumers.aws import attribution_calls, open_clients, open_lean_calls
-from consumers.coordinator import Coordinator
+from consumers.coordinator import Coordinator, stop_on_signals
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import build_events_processor
 from consumers.leases import HeldLease, LeaseTable
 from consumers.metrics import ConsumerMetrics
-from consumers.ops_server import ops_server
+from consumers.ops_server import serve_ops
 from consumers.programs_processor import ProgramsProcessor
 from consumers.records import RecordProcessor
 from consumers.settings import ConsumerSettings
@@ -79,15 +78,8 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
                 stream, ProgramWriter(client, settings.program_channel), dead_letters, metrics
             )
         coordinator = _coordinator(settings, stream, kinesis, dynamodb, processor, metrics)
-        if settings.metrics_port:
-            # Stalled: no coordinator cycle for three renewal intervals (and some slack).
-            stale_after = 3 * settings.leases.renew_seconds + 10
-            await stack.enter_async_context(
-                ops_server(
-                    settings.metrics_host, settings.metrics_port, coordinator, metrics, stale_after
-                )
-            )
-        _stop_on_signals(coordinator)
+        await serve_ops(stack, settings, coordinator, metrics)
+        stop_on_signals(coordinator)
         log.info(
             "consumer started",
             extra={"kind": kind, "stream": stream, "worker": settings.leases.worker_id},
@@ -128,9 +120,3 @@ def _coordinator(
 
     table = LeaseTable(dynamodb, settings.lease_table, stream)
     return Coordinator(work, table, settings.leases, start_reader)
-
-
-def _stop_on_signals(coordinator: Coordinator) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, coordinator.stop)

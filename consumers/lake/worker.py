@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from contextlib import AsyncExitStack
 
 from consumers.aws import open_clients
-from consumers.coordinator import Coordinator
+from consumers.coordinator import Coordinator, stop_on_signals
 from consumers.get_records import LAKE_GET_RECORDS_INTERVAL, LAKE_GET_RECORDS_LIMIT
 from consumers.lake.catalog import ensure_table, open_catalog
 from consumers.lake.commit_loop import CommitLoop
@@ -21,7 +20,7 @@ from consumers.lake.committer import Committer
 from consumers.lake.reader import LakeShardReader
 from consumers.leases import HeldLease, LeaseTable
 from consumers.metrics import ConsumerMetrics
-from consumers.ops_server import ops_server
+from consumers.ops_server import serve_ops
 from consumers.settings import ConsumerSettings
 from consumers.shard_reader import StreamWork
 from consumers.suppression import SuppressionList
@@ -64,15 +63,8 @@ async def run_lake_worker(settings: ConsumerSettings) -> None:
 
         leases = LeaseTable(dynamodb, settings.lease_table, lake_lease_group(work.stream))
         coordinator = Coordinator(work, leases, settings.leases, start_reader)
-        if settings.metrics_port:
-            stale_after = 3 * settings.leases.renew_seconds + 10
-            await stack.enter_async_context(
-                ops_server(
-                    settings.metrics_host, settings.metrics_port, coordinator, metrics, stale_after
-                )
-            )
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, coordinator.stop)
+        await serve_ops(stack, settings, coordinator, metrics)
+        stop_on_signals(coordinator)
         log.info("lake worker started", extra={"table": settings.lake.table})
         stopping = asyncio.Event()
         committing = asyncio.create_task(loop.run(stopping), name="lake-commits")
