@@ -23,7 +23,7 @@ from pyiceberg.table import Table
 from consumers.lake.committer import SORT_KEYS
 from consumers.lake.files import referenced, stored
 from consumers.lake.known_ids import hour_filter
-from consumers.lake.table_commits import commit_change
+from consumers.lake.table_commits import commit_change, delete_where
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,7 @@ def maintain(table: Table, retention_days: int, now: datetime | None = None) -> 
 
 
 def apply_retention(table: Table, cutoff: datetime) -> int:
-    condition = f"event_time < '{cutoff.isoformat()}'"
-    table.refresh()
-    old = table.scan(row_filter=condition, selected_fields=("message_id",)).to_arrow().num_rows
-    if old:
-        commit_change(table, lambda t, positions: t.delete(condition, positions))
-    return int(old)
+    return delete_where(table, f"event_time < '{cutoff.isoformat()}'")
 
 
 def compact_closed_hours(table: Table, closed_before: datetime) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
-from consumers.lake.table_commits import commit_change
+from consumers.lake.table_commits import delete_where
 
 _USER_KEY = re.compile(r"[0-9a-f]{32}")
 
@@ -28,12 +28,7 @@ def user_rows(table: Table, user_key: str) -> list[dict[str, Any]]:
 
 def erase_user(table: Table, user_key: str) -> int:
     """Delete the user's rows; the number deleted."""
-    condition = _of_user(user_key)
-    table.refresh()
-    count = int(table.scan(row_filter=condition, selected_fields=("message_id",)).count())
-    if count:
-        commit_change(table, lambda t, positions: t.delete(condition, positions))
-    return count
+    return delete_where(table, _of_user(user_key))
 
 
 def _of_user(user_key: str) -> str:

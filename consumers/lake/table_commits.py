@@ -31,3 +31,13 @@ def commit_change(table: Table, change: Change) -> None:
         except CommitFailedException:
             time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
     raise CommitFailedException(f"the lake kept changing: gave up after {ATTEMPTS} attempts")
+
+
+def delete_where(table: Table, condition: str) -> int:
+    """Delete the rows matching `condition` (copy-on-write), positions carried; how many there
+    were. No commit when none match."""
+    table.refresh()
+    count = int(table.scan(row_filter=condition, selected_fields=("message_id",)).count())
+    if count:
+        commit_change(table, lambda t, positions: t.delete(condition, positions))
+    return count
