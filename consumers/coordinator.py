@@ -16,8 +16,8 @@ import math
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -238,3 +238,23 @@ def stop_on_signals(coordinator: Coordinator) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, coordinator.stop)
+
+
+# A task a worker runs beside its shards until told to stop (the attribution matcher, the
+# lake's commits); it finishes what it holds after the readers are done.
+Companion = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def run_beside(coordinator: Coordinator, companion: Companion | None) -> None:
+    """Run the coordinator and, beside it, `companion`, which is asked to stop only once the
+    coordinator has stopped its readers and released its leases."""
+    if companion is None:
+        await coordinator.run()
+        return
+    stopping = asyncio.Event()
+    beside = asyncio.create_task(companion(stopping))
+    try:
+        await coordinator.run()
+    finally:
+        stopping.set()
+        await beside

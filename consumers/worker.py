@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as redis
 
-from consumers.attribution.matcher import Matcher, build_matcher
+from consumers.attribution.matcher import build_matcher
 from consumers.aws import attribution_calls, open_clients, open_lean_calls
-from consumers.coordinator import Coordinator, stop_on_signals
+from consumers.coordinator import Coordinator, run_beside, stop_on_signals
 from consumers.dead_letters import DeadLetterTable
 from consumers.events_processor import build_events_processor
 from consumers.leases import HeldLease, LeaseTable
@@ -84,22 +84,9 @@ async def run_worker(settings: ConsumerSettings, kind: Kind) -> None:
             "consumer started",
             extra={"kind": kind, "stream": stream, "worker": settings.leases.worker_id},
         )
-        await _run_with_matcher(coordinator, matcher)
+        # The parked conversions beside the shards (events workers only).
+        await run_beside(coordinator, matcher.run if matcher else None)
     log.info("consumer stopped", extra={"kind": kind})
-
-
-async def _run_with_matcher(coordinator: Coordinator, matcher: Matcher | None) -> None:
-    """The shards, and beside them the parked conversions (events workers only)."""
-    if matcher is None:
-        await coordinator.run()
-        return
-    stopping = asyncio.Event()
-    looking = asyncio.create_task(matcher.run(stopping), name="matcher")
-    try:
-        await coordinator.run()
-    finally:
-        stopping.set()
-        await looking
 
 
 def _coordinator(

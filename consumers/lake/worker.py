@@ -12,7 +12,7 @@ import logging
 from contextlib import AsyncExitStack
 
 from consumers.aws import open_clients
-from consumers.coordinator import Coordinator, stop_on_signals
+from consumers.coordinator import Coordinator, run_beside, stop_on_signals
 from consumers.get_records import LAKE_GET_RECORDS_INTERVAL, LAKE_GET_RECORDS_LIMIT
 from consumers.lake.catalog import ensure_table, open_catalog
 from consumers.lake.commit_loop import CommitLoop
@@ -66,11 +66,6 @@ async def run_lake_worker(settings: ConsumerSettings) -> None:
         await serve_ops(stack, settings, coordinator, metrics)
         stop_on_signals(coordinator)
         log.info("lake worker started", extra={"table": settings.lake.table})
-        stopping = asyncio.Event()
-        committing = asyncio.create_task(loop.run(stopping), name="lake-commits")
-        try:
-            await coordinator.run()
-        finally:
-            stopping.set()
-            await committing
+        # The commits beside the shards; the last one after the readers have stopped.
+        await run_beside(coordinator, loop.run)
     log.info("lake worker stopped")
