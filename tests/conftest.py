@@ -20,6 +20,7 @@ from tests.support.kinesis import create_stream
 from tests.support.lambda_runtime_api import RuntimeApi
 from tests.support.tcp_proxy import PartitionProxy
 from tests.support.waiting import wait_until
+from tests.support.workers import Workers
 from tracker.app import CORE, create_app
 from tracker.devstack.processes import (
     ManagedProcess,
@@ -185,3 +186,11 @@ async def start_tracker(tracker_env: dict[str, str]) -> AsyncIterator[StartTrack
     yield start
     for client in reversed(clients):
         await client.close()
+
+
+@pytest.fixture
+def workers(env: dict[str, str]) -> Iterator[Workers]:
+    """Consumer worker processes on the settings of the test module's own `env` fixture."""
+    pool = Workers(env)
+    yield pool
+    pool.kill_all()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -36,38 +36,11 @@ from tests.support.consumers import (
 from tests.support.kinesis import kinesis_client
 from tests.support.programs import program
 from tests.support.waiting import wait_until
+from tests.support.workers import Workers
 from tracker.app import CORE
-from tracker.devstack.processes import ManagedProcess, free_port
 from tracker.programs.model import Program
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class Workers:
-    """Starts `consumers events|programs` processes; kills whatever is left at the end."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.started: list[ManagedProcess] = []
-
-    def start(self, worker_id: str, kind: str = "events") -> ManagedProcess:
-        port = free_port()
-        env = {
-            **os.environ,
-            **self.env,
-            "CONSUMER_WORKER_ID": worker_id,
-            "CONSUMER_METRICS_PORT": str(port),
-            "CONSUMER_METRICS_HOST": "127.0.0.1",
-        }
-        process = ManagedProcess(
-            worker_id, [sys.executable, "-m", "consumers", kind], port, env=env
-        )
-        self.started.append(process.start())
-        return process
-
-    def kill_all(self) -> None:
-        for process in self.started:
-            process.kill()
 
 
 @pytest.fixture
@@ -75,13 +48,6 @@ async def env(kinesalite_url: str, moto_url: str, redis_url: str) -> dict[str, s
     environment = consumer_env(kinesalite_url, moto_url, redis_url, shards=4)
     await provisioned(environment)
     return environment
-
-
-@pytest.fixture
-def workers(env: dict[str, str]) -> Iterator[Workers]:
-    pool = Workers(env)
-    yield pool
-    pool.kill_all()
 
 
 async def lease_owners(moto_url: str, env: dict[str, str]) -> Counter[str | None]:

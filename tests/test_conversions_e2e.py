@@ -10,7 +10,7 @@ import asyncio
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,7 +21,8 @@ from tests.support.consumers import consumer_env, provisioned, put_records, scan
 from tests.support.programs import program, write_programs
 from tests.support.tcp_proxy import PartitionProxy
 from tests.support.tracker_process import tracker_process
-from tests.test_consumer_workers import Workers, wait_owners
+from tests.support.workers import Workers
+from tests.test_consumer_workers import wait_owners
 from tests.test_rollups_exact import copies_of, rewind_checkpoints, wait_checkpoints_past
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -50,13 +51,6 @@ async def env(kinesalite_url: str, moto_url: str, redis_url: str) -> dict[str, s
     await provisioned(environment)
     await write_programs(redis_url, PROGRAMS)
     return environment
-
-
-@pytest.fixture
-def workers(env: dict[str, str]) -> Iterator[Workers]:
-    pool = Workers(env)
-    yield pool
-    pool.kill_all()
 
 
 class Browser:

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -36,7 +35,7 @@ from tests.support.kinesis import read_records
 from tests.support.lake_race import race_on_one_shard
 from tests.support.programs import program, write_programs
 from tests.support.tracker_process import tracker_process
-from tests.test_consumer_workers import Workers
+from tests.support.workers import Workers
 from tracker.devstack.processes import ManagedProcess
 from tracker.privacy.keys import user_key
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -58,13 +57,6 @@ async def env(kinesalite_url: str, moto_url: str, redis_url: str) -> dict[str, s
     await provisioned(environment)
     await write_programs(redis_url, [program("shop")])
     return environment
-
-
-@pytest.fixture
-def workers(env: dict[str, str]) -> Iterator[Workers]:
-    pool = Workers(env)
-    yield pool
-    pool.kill_all()
 
 
 def lake_table(env: dict[str, str]) -> Table:

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +22,8 @@ from tests.support.consumers import consumer_env, provisioned, put_records, scan
 from tests.support.kinesis import read_records
 from tests.support.programs import STANDARD, write_programs
 from tests.support.tracker_process import tracker_process
-from tests.test_consumer_workers import Workers, wait_owners
+from tests.support.workers import Workers
+from tests.test_consumer_workers import wait_owners
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
@@ -147,13 +147,6 @@ async def copies_of(kinesalite_url: str, stream: str, wanted: set[str]) -> list[
     """The records' data of the events `wanted`, byte for byte as the stream holds them."""
     records = await read_records(kinesalite_url, stream)
     return [data for data in records if pb.TrackingEvent.FromString(data).message_id in wanted]
-
-
-@pytest.fixture
-def workers(env: dict[str, str]) -> Iterator[Workers]:
-    pool = Workers(env)
-    yield pool
-    pool.kill_all()
 
 
 @pytest.fixture
