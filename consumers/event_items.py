@@ -125,12 +125,20 @@ def program_bucket(program_id: str, bucket: int) -> str:
     return f"{program_id}#{bucket}"
 
 
-def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
+def event_primary_key(event: pb.TrackingEvent, rules: ItemRules) -> dict[str, Any]:
+    """The key the event's item has (also what the events processor keeps of an event whose
+    type gets no item: a copy of it finds the same key)."""
     bucket = bucket_of(event.message_id, rules.buckets)
-    item: dict[str, Any] = {
+    return {
         "program_bucket": {"S": program_bucket(event.programid, bucket)},
-        "program_id": {"S": event.programid},
         "event_key": {"S": event_key(event)},
+    }
+
+
+def event_item(event: pb.TrackingEvent, rules: ItemRules) -> Item:
+    item = event_primary_key(event, rules)
+    item |= {
+        "program_id": {"S": event.programid},
         "message_id": {"S": event.message_id},
         "event_type": {"S": enum_name(pb.EventType, event.event_type)},
         "timestamp_ms": {"N": str(event.timestamp_ms)},

@@ -63,12 +63,10 @@ from consumers.event_items import (
     EventFormatError,
     Item,
     ItemRules,
-    bucket_of,
     decode_event,
     event_item,
-    event_key,
+    event_primary_key,
     item_user_key,
-    program_bucket,
 )
 from consumers.events_writer import EventsWriter, Rejected, item_key
 from consumers.metrics import ConsumerMetrics
@@ -332,8 +330,7 @@ def _user_keys(items: Sequence[Item]) -> set[str]:
 def _key_only(event: pb.TrackingEvent, rules: ItemRules) -> Item:
     """What the batch keeps of an event that gets no item: the key its item would have (so a
     copy finds it) and its user key (suppression)."""
-    bucket = program_bucket(event.programid, bucket_of(event.message_id, rules.buckets))
-    keyed: Item = {"program_bucket": {"S": bucket}, "event_key": {"S": event_key(event)}}
+    keyed: Item = event_primary_key(event, rules)
     if event.user_key:
         keyed["user_key"] = {"S": event.user_key}
     return keyed
