@@ -42,7 +42,6 @@ each later row write dearer: `rollup_row`).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copy
 import dataclasses
@@ -61,6 +60,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from bench.demo_programs import DEMO_PROGRAM_ID
 from bench.event_sizes import item_size
+from bench.part_cli import run_part
 from bench.rollup_cost import FIRST_SEQUENCE, KIB, READ_UNIT_BYTES, SHARDS, consumer_settings, moto
 from consumers.attribution import records
 from consumers.attribution.matcher import Matcher, build_matcher
@@ -922,12 +922,7 @@ def summary(part: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer and smaller rounds")
-    args = parser.parse_args()
-    part = measure(QUICK if args.quick else FULL)
-    print(summary(part))
-    print(json.dumps(part, indent=2))
+    run_part(__doc__, "fewer and smaller rounds", measure, summary, (FULL, QUICK))
 
 
 if __name__ == "__main__":

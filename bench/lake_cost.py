@@ -38,9 +38,7 @@ with and without the known ids. **Freshness** (bench/lake_freshness.py): real pr
 
 from __future__ import annotations
 
-import argparse
 import gc
-import json
 import os
 import statistics
 import tempfile
@@ -63,6 +61,7 @@ from pyiceberg.table import Table
 import consumers.lake.committer as committer_module
 from bench import lake_freshness, lake_memory, lake_snapshots
 from bench.lake_events import RATE, CannedStream, local_table
+from bench.part_cli import run_part
 from consumers.lake.commit_loop import MAX_PENDING_ROWS
 from consumers.lake.committer import Committer
 from consumers.lake.known_ids import KEEP_HOURS, KnownIds
@@ -446,12 +445,7 @@ def summary(part: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer events, smaller backlogs")
-    args = parser.parse_args()
-    part = measure(QUICK if args.quick else FULL)
-    print(summary(part))
-    print(json.dumps(part, indent=2))
+    run_part(__doc__, "fewer events, smaller backlogs", measure, summary, (FULL, QUICK))
 
 
 if __name__ == "__main__":

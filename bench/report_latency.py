@@ -20,7 +20,6 @@ The profile is that of a cold report.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from bench.part_cli import run_part
 from bench.procstat import cpu_seconds
 from bench.rollup_cost import visitor_id
 from reports.periods import bucket_span, periods
@@ -369,12 +369,7 @@ def summary(part: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer requests")
-    args = parser.parse_args()
-    part = measure(QUICK if args.quick else FULL)
-    print(summary(part))
-    print(json.dumps(part, indent=2))
+    run_part(__doc__, "fewer requests", measure, summary, (FULL, QUICK))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,8 @@ read unit per event (event items are under 4 KB).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
 import math
 import os
 import random
@@ -49,6 +47,7 @@ from bench.browser import ADDRESS, USER_AGENT, headers
 from bench.canned_dynamodb import canned_dynamodb
 from bench.demo_programs import DEMO_PROGRAM_ID, demo_program
 from bench.event_sizes import INSTANCE_ID, KINDS, Kind, item_size
+from bench.part_cli import run_part
 from bench.privacy_cost import client_fields
 from bench.privacy_inputs import DAY, STAMP_MS
 from consumers.aws import LeanCalls, open_dynamodb, open_lean_calls
@@ -507,12 +506,7 @@ def summary(part: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds")
-    args = parser.parse_args()
-    part = measure(QUICK if args.quick else FULL)
-    print(summary(part))
-    print(json.dumps(part, indent=2))
+    run_part(__doc__, "fewer and shorter rounds", measure, summary, (FULL, QUICK))
 
 
 if __name__ == "__main__":
