@@ -45,6 +45,8 @@ class CommitLoop:
         self._commit_seconds = commit_seconds
         self.max_pending = MAX_PENDING_ROWS
         self._pending = Pending()
+        # Rows held: those waiting, and while a commit runs also those it took (it is set from
+        # the waiting ones only once the commit is done), so readers wait until then.
         self._rows = 0
         self._wake = asyncio.Event()
         self._committed = asyncio.Condition()
