@@ -45,8 +45,9 @@ class CommitLoop:
         self._commit_seconds = commit_seconds
         self.max_pending = MAX_PENDING_ROWS
         self._pending = Pending()
-        # Rows held: those waiting, and while a commit runs also those it took (it is set from
-        # the waiting ones only once the commit is done), so readers wait until then.
+        # The rows waiting, counted when a batch is added and when a commit is done: a count
+        # that reached MAX_PENDING_ROWS stays there while its commit runs, so readers wait for
+        # it; the rows held are at most a commit's and MAX_PENDING_ROWS waiting.
         self._rows = 0
         self._wake = asyncio.Event()
         self._committed = asyncio.Condition()
