@@ -66,6 +66,7 @@ from bench.versus import export_tracker
 from bench.wrk import THREADS, ensure_wrk, parse
 from tests.support.tcf_strings import tc_string
 from tracker.devstack.processes import REPO_ROOT, ManagedProcess, free_port
+from tracker.head_bound import MAX_HEAD_BYTES
 from tracker.privacy.tcf import MAX_RANGE_ENTRIES
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 from tracker.server import MAX_HEADER_FIELD_BYTES, MAX_HEADERS
@@ -91,6 +92,10 @@ SEED = 5
 MAX_RANGE_ENTRIES_IN_A_URL = 2_800
 MAX_BIT_FIELD_IN_A_URL = 48_000
 TYPICAL = "typical pixel (a browser's headers, seen before)"
+FULL_HEAD = "a head as long as MAX_HEAD_BYTES takes (20 KiB), of 4 KiB headers"
+REFUSED_HEAD = "a head past MAX_HEAD_BYTES: 32 headers of 4 KiB, refused with 431"
+# "Host: 127.0.0.1:NNNNN\r\n", as wrk sends it.
+HOST_LINE_BYTES = 24
 REFERENCE = "reference: 8 KiB URL and two 4 KiB headers, the same every request"
 UNSIGNED_REFERENCE = "reference: that click without exp, kid and sig, new each request"
 
@@ -280,12 +285,8 @@ def header_shapes() -> list[Shape]:
         ),
         Shape("Referer 4 KiB, new each request", PIXEL, browser(referer=NEW_REFERER)),
         Shape("four 4 KiB headers read by the prefetch check", PIXEL, browser() + long_headers),
-        Shape(
-            f"{MAX_HEADERS} headers (the most a head may carry), 4 KiB each",
-            PIXEL,
-            fullest_head(),
-            raw=True,
-        ),
+        Shape(FULL_HEAD, PIXEL, fullest_head(PIXEL)),
+        Shape(REFUSED_HEAD, PIXEL, past_the_bound(), status=431, raw=True),
     ]
 
 
@@ -315,10 +316,24 @@ def query_shapes() -> list[Shape]:
     return shapes
 
 
-def fullest_head(*first: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    """`first`, then 4 KiB headers up to MAX_HEADERS in all (wrk's Host counted)."""
+def fullest_head(path: str, *first: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    """`first`, then 4 KiB headers (the last shorter) up to MAX_HEAD_BYTES with `path`'s
+    request line and wrk's Host header."""
+    used = len(f"GET {path} HTTP/1.1\r\n") + HOST_LINE_BYTES + len("\r\n")
+    used += sum(len(f"{name}: {value}\r\n") for name, value in first)
     padding = filler_text(FIELD_BUDGET, string.ascii_lowercase)
-    return (*first, *((f"X-Pad-{n:02d}", padding) for n in range(MAX_HEADERS - 1 - len(first))))
+    pads: list[tuple[str, str]] = []
+    while (room := MAX_HEAD_BYTES - used - len("X-Pad-00: \r\n")) > 0:
+        pads.append((f"X-Pad-{len(pads):02d}", padding[:room]))
+        used += len(f"X-Pad-00: {padding[:room]}\r\n")
+    return (*first, *pads)
+
+
+def past_the_bound() -> tuple[tuple[str, str], ...]:
+    """MAX_HEADERS headers of 4 KiB (Host counted): each line within its bound, the head six
+    times MAX_HEAD_BYTES."""
+    padding = filler_text(FIELD_BUDGET, string.ascii_lowercase)
+    return tuple((f"X-Pad-{n:02d}", padding) for n in range(MAX_HEADERS - 1))
 
 
 def combined_shapes() -> list[Shape]:
@@ -332,7 +347,7 @@ def combined_shapes() -> list[Shape]:
         Shape(f"{pixel.name}, with both 4 KiB headers", pixel.path, (agent, referer)),
         Shape(f"{click.name}, with both 4 KiB headers", click.path, (agent, referer), status=302),
         Shape(
-            f"{pixel.name}, with a full head", pixel.path, fullest_head(agent, referer), raw=True
+            f"{pixel.name}, with a full head", pixel.path, fullest_head(pixel.path, agent, referer)
         ),
     ]
 

@@ -4,8 +4,9 @@ request head past ~64 KiB: "too many header bytes seen").
     statuses = run_raw_load(port, make_request, seconds=3.0, connections=32)
 
 `make_request(n)` gives the n-th request's bytes (so that each can be new); every connection
-sends a request, reads its whole answer, and sends the next, keep-alive, until `seconds` have
-passed or MAX_REQUESTS were sent. Only the statuses are kept. On 127.0.0.1 only.
+sends a request, reads its whole answer, and sends the next, keep-alive (or on a new connection
+when the answer closes it), until `seconds` have passed or MAX_REQUESTS were sent. Only the
+statuses are kept. On 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -52,26 +53,40 @@ def _requests(
 
 
 async def _connection(port: int, requests: Iterator[bytes], statuses: Counter[int]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """Each request in turn on one keep-alive connection, a new one after an answer that closes
+    it (a refused head)."""
+    stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
         for request in requests:
+            if stream is None:
+                stream = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = stream
             writer.write(request)
             await writer.drain()
-            statuses[await asyncio.wait_for(_answer(reader), READ_TIMEOUT_SECONDS)] += 1
+            status, closes = await asyncio.wait_for(_answer(reader), READ_TIMEOUT_SECONDS)
+            statuses[status] += 1
+            if closes:
+                writer.close()
+                stream = None
     except (OSError, asyncio.IncompleteReadError, TimeoutError):
         statuses[0] += 1
     finally:
-        writer.close()
+        if stream is not None:
+            stream[1].close()
 
 
-async def _answer(reader: asyncio.StreamReader) -> int:
-    """One whole answer's status (the tracker's answers carry Content-Length)."""
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """One whole answer's status, and whether the server closes the connection after it (the
+    tracker's answers carry Content-Length)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
-    length = 0
+    length, closes = 0, False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
+        name = name.strip().lower()
+        if name == b"content-length":
             length = int(value)
+        elif name == b"connection":
+            closes = value.strip().lower() == b"close"
     await reader.readexactly(length)
-    return int(lines[0].split(b" ", 2)[1])
+    return int(lines[0].split(b" ", 2)[1]), closes

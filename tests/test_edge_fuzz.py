@@ -53,6 +53,7 @@ from tests.support.edge_stack import (
 )
 from tests.support.raw_http import Exchange, RawResponse, exchange
 from tracker.handlers import PIXEL_GIF
+from tracker.head_bound import MAX_HEAD_BYTES
 from tracker.integrity.signing import parse_signing_keys, sign_query
 from tracker.programs.model import PROGRAM_ID
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
@@ -799,12 +800,13 @@ def _judge(connection: Connection, sent: bytes, result: Exchange, edge: EdgeStac
     answered = result.responses
     if len(leading) == len(connection.requests) or len(answered) < len(leading):
         # aiohttp parses what one read brought in as a whole: a broken request refuses the
-        # valid ones before it in the same read too, with one 400, and closes.
+        # valid ones before it in the same read too, with one 400, and closes. So does a head
+        # past MAX_HEAD_BYTES, with one 431.
         refused = (
             len(leading) < len(connection.requests)
             and result.closed
             and answered[-1:]
-            and answered[-1].status == 400
+            and answered[-1].status in (400, 431)
         )
         assert len(answered) >= len(leading) or refused, fail(
             f"{len(answered)} answers to {len(leading)} well-formed requests "
@@ -1071,6 +1073,33 @@ def test_a_head_past_its_bounds_is_refused_before_the_tracker(
     assert _statuses(edge, _pixel_head(header_lines)) == [400]
     assert edge.alive(), edge.output()
     assert _statuses(edge, _pixel_head([])) == [200]
+
+
+def test_a_head_past_its_total_size_is_refused_before_the_tracker(edge: EdgeStack) -> None:
+    """Headers each within their bounds, together past MAX_HEAD_BYTES: 431 and the connection
+    closed before aiohttp parses the head, and the tracker serves on."""
+    long_lines = [b"X-Long-%d: " % n + b"v" * 4096 for n in range(MAX_HEAD_BYTES // 4096 + 1)]
+    payload = _pixel_head(long_lines)
+    assert MAX_HEAD_BYTES < len(payload) < MAX_HEADERS * MAX_HEADER_FIELD_BYTES
+    fixed = payload.replace(b"127.0.0.1:0", b"127.0.0.1:" + str(edge.port).encode())
+    result = exchange(edge.port, fixed, [False], extra_wait=1.0)
+    assert [response.status for response in result.responses] == [431]
+    assert result.closed
+    assert edge.alive(), edge.output()
+    assert _statuses(edge, _pixel_head([])) == [200]
+
+
+def test_the_longest_request_line_with_three_long_headers_gets_its_pixel(edge: EdgeStack) -> None:
+    """Within the total bound: an 8 KiB request line, a 4 KiB referer and two 4 KiB headers."""
+    target = b"/v1/pixel?program=demo-shoes&gdpr_consent=" + b"C" * 8000
+    lines = (
+        b"Host: " + HOST,
+        b"Referer: https://news.example/" + b"r" * 4000,
+        *(b"X-Long-%d: " % n + b"v" * 4000 for n in range(2)),
+    )
+    payload = RawRequest(b"GET", target, b"HTTP/1.1", lines).render(edge.port)
+    assert len(payload) < MAX_HEAD_BYTES
+    assert _statuses(edge, payload) == [200]
 
 
 TRACKED = re.compile(

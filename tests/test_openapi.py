@@ -180,14 +180,16 @@ def test_documented_bounds_are_the_codes(spec: Mapping[str, Any]) -> None:
 
 def test_the_pixel_answer_is_documented_as_served(spec: Mapping[str, Any]) -> None:
     ok = spec["paths"]["/v1/pixel"]["get"]["responses"]
-    # 400 only from the HTTP layer (a line over 8190 bytes, not HTTP): the route always says 200.
-    assert set(ok) == {"200", "400"}
+    # 400 and 431 only from the HTTP layer (a line over its bound, not HTTP; a head over 20
+    # KiB), before any route: the route always says 200.
+    assert set(ok) == {"200", "400", "431"}
     assert ok["400"] == {"$ref": "#/components/responses/RefusedByHttpLayer"}
+    assert ok["431"] == {"$ref": "#/components/responses/HeadTooLarge"}
     assert set(ok["200"]["content"]) == {handlers.PIXEL_ANSWER.headers["Content-Type"]}
     assert ok["200"]["headers"]["Content-Length"]["schema"]["const"] == len(handlers.PIXEL_GIF)
     no_cache = spec["components"]["headers"]["NoCache"]["schema"]["const"]
     assert no_cache == handlers.NO_CACHE == handlers.PIXEL_ANSWER.headers["Cache-Control"]
     assert spec["paths"]["/v1/conversion"]["get"]["responses"] == ok  # the pixel's answer
     click = spec["paths"]["/v1/click"]["get"]["responses"]
-    assert set(click) == {"302", "400", "404"}
+    assert set(click) == {"302", "400", "404", "431"}
     assert click["302"]["headers"]["Location"]["required"] is True

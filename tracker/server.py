@@ -24,6 +24,7 @@ import uvloop
 from aiohttp import web
 
 from tracker.app import CORE, create_app
+from tracker.bounded_serving import Address, run_app
 from tracker.logs import configure_logging
 from tracker.parent_watch import ParentWatch
 from tracker.settings import TrackerSettings
@@ -40,7 +41,8 @@ RESTART_DELAY = 1.0
 # (docs/benchmarks.md, "Hostile requests"). A browser sends 10 to 20 headers with an image, a
 # load balancer or CDN adds a few; the longest is the Referer, which browsers cut at 4 KiB (and
 # cross-site, by default, to the origin). Past either bound aiohttp answers 400 without calling
-# the tracker. The request line keeps aiohttp's 8,190 bytes: a TC string travels there.
+# the tracker. The request line keeps aiohttp's 8,190 bytes: a TC string travels there. The
+# whole head, request line included, is bounded too (tracker.head_bound: 20 KiB, else 431).
 MAX_HEADERS = 32
 MAX_HEADER_FIELD_BYTES = 4096 + 128  # name and value
 
@@ -77,14 +79,11 @@ def run_worker(
         "tracker starting",
         extra={"host": settings.host, "port": settings.port, "instance": settings.instance_id},
     )
-    web.run_app(
+    run_app(
         make_app(),
-        host=settings.host,
-        port=settings.port,
-        reuse_port=reuse_port,
+        Address(settings.host, settings.port, reuse_port),
+        uvloop.new_event_loop(),
         access_log=None,
-        print=None,
-        loop=uvloop.new_event_loop(),
         shutdown_timeout=5.0,
         handle_signals=True,
         max_headers=MAX_HEADERS,  # passed on to every RequestHandler
