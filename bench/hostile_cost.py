@@ -60,7 +60,7 @@ from bench.metrics_probe import metric_value, scrape, wait_zero
 from bench.privacy_inputs import USER_ID_KEY_TEXT, VENDOR_ID
 from bench.procstat import cpu_seconds, idle_cpu_per_second
 from bench.raw_load import run_raw_load
-from bench.signed_links import SIGNING_KEY, SIGNING_KEYS_TEXT
+from bench.signed_links import SIGNING_KEY, SIGNING_KEYS_TEXT, link
 from bench.stack import BenchStack, canned_kinesis, demo_stack, pid_of
 from bench.versus import export_tracker
 from bench.wrk import THREADS, ensure_wrk, parse
@@ -98,6 +98,9 @@ REFUSED_HEAD = "a head past MAX_HEAD_BYTES: 32 headers of 4 KiB, refused with 43
 HOST_LINE_BYTES = 24
 REFERENCE = "reference: 8 KiB URL and two 4 KiB headers, the same every request"
 UNSIGNED_REFERENCE = "reference: that click without exp, kid and sig, new each request"
+# A click as most are: a signed link of a few parameters from a browser seen before, checked
+# for a duplicate in Redis (the same client every request: a duplicate after the first).
+TYPICAL_CLICK = "reference: a typical click (a signed link, a browser's headers, seen before)"
 
 # For every request: the template (a path, then "Name: value" header lines) with FRESH replaced
 # by a code unique to the request: the wrk thread's number, then its own count, in base64url.
@@ -366,6 +369,7 @@ def reference_shapes() -> list[Shape]:
     return [
         Shape(REFERENCE, path, browser(agent, referer)),
         Shape(UNSIGNED_REFERENCE, unsigned, browser(), status=302),
+        Shape(TYPICAL_CLICK, link(), browser(), status=302),
     ]
 
 

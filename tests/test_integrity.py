@@ -100,9 +100,11 @@ async def test_every_reason_and_billable_end_to_end_on_two_workers(
         assert response.headers["Content-Type"] == "image/gif"
         expected[tag] = (ivt, billable)
 
-    async def click_case(tag: str, url: str, ivt: int, billable: bool) -> None:
+    async def click_case(
+        tag: str, url: str, ivt: int, billable: bool, user_agent: str = BROWSER
+    ) -> None:
         # A client of its own per case: the same client's second click would be a duplicate.
-        response = await fetch(url, f"{BROWSER} case/{tag}")
+        response = await fetch(url, f"{user_agent} case/{tag}")
         assert response.status == 302
         assert response.headers["Location"] == LANDING  # flagged or not, never elsewhere
         expected[tag] = (ivt, billable)
@@ -127,6 +129,12 @@ async def test_every_reason_and_billable_end_to_end_on_two_workers(
     await click_case("expired", expired, pb.IVT_EXPIRED_LINK, False)
     consented = click_url(base, "consented") + "&gdpr=1&gdpr_consent=CPxyz"  # the CMP's macros
     await click_case("consented", consented, pb.IVT_NONE, True)
+    # A click's link comes first: a crawler on a bad link is a bad link, on a good one a crawler.
+    for tag, url, ivt in (
+        ("bot-signed", click_url(base, "bot-signed"), pb.IVT_KNOWN_CRAWLER),
+        ("bot-unsigned", f"{base}/v1/click?program=live&tag=bot-unsigned", pb.IVT_BAD_SIGNATURE),
+    ):
+        await click_case(tag, url, ivt, False, user_agent=CRAWLER)
 
     # The same client clicks again and again, each time on a new connection: whichever worker
     # gets a click, only the first is not a duplicate.

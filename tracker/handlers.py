@@ -238,8 +238,14 @@ class TrackingHandlers:
             facts.fields = WINDOW_FIELDS[program.effective_window_days]
 
     def _invalid_traffic(self, request: web.Request, facts: RequestFacts) -> int:
-        """The one reason this event is not worth billing, checked from the cheapest up, or
-        IVT_NONE (duplicate clicks are checked after, in Redis)."""
+        """The one reason this event is not worth billing, or IVT_NONE (duplicate clicks are
+        checked after, in Redis). A click's signature comes first: it is what a made-up click
+        fails, and once it has, the user-agent check (~30 us for a new hostile one) would only
+        name a second reason."""
+        if facts.event_type == CLICK and self._links is not None:
+            link = self._links.check(request.path, facts.query, facts.now)
+            if link != pb.IVT_NONE:
+                return link
         user_agent = facts.user_agent
         crawler = self._known_crawler(user_agent)  # the memo's own lookup: no call on a hit
         if crawler is None:
@@ -248,8 +254,6 @@ class TrackingHandlers:
             return pb.IVT_KNOWN_CRAWLER
         if is_prefetch(facts.headers):
             return pb.IVT_PREFETCH
-        if facts.event_type == pb.CLICK and self._links is not None:
-            return self._links.check(request.path, facts.query, facts.now)
         return pb.IVT_NONE
 
     def _record_checked_click(self, facts: RequestFacts, found: bytes | None) -> None:
