@@ -114,6 +114,13 @@ def test_after_a_refusal_nothing_more_reaches_aiohttp() -> None:
     assert inner.lost
 
 
+def test_after_a_refusal_inside_a_read_nothing_more_reaches_aiohttp() -> None:
+    """The head past the bound ends inside the read, and the next head began there."""
+    bound, inner, _ = feed([b"a" * (LIMIT + 10) + END + b"GET", b" / HTTP/1.1" + END])
+    assert bound.refused
+    assert inner.received == b""
+
+
 def test_many_small_requests_on_one_connection_never_add_up() -> None:
     request = b"GET /v1/pixel?program=p HTTP/1.1\r\nHost: h" + END
     bound, inner, _ = feed([request] * 10_000 + [request * 100] * 10, limit=len(request) + 1)

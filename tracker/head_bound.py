@@ -54,21 +54,21 @@ class HeadBound(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
-            return
-        if self._unended + len(data) <= self._limit:
-            self._advance(data)  # no head in this read can be too long
-        elif not self._within_bound(data):
-            self._refuse()
-            return
+        if self._unended + len(data) > self._limit:  # a head in this read may be too long
+            if self.refused:
+                return
+            if not self._within_bound(data):
+                self._refuse()
+                return
+        elif data.endswith(_END_OF_HEAD):  # most reads: one whole request
+            self._unended = 0
+            self._carry = b""
+        else:
+            self._advance(data)
         self._inner.data_received(data)
 
     def _advance(self, data: bytes) -> None:
-        """The count after `data`: the bytes after the last end of a head."""
-        if data.endswith(_END_OF_HEAD):  # most reads: one whole request
-            self._unended = 0
-            self._carry = b""
-            return
+        """The count after `data`, a read that does not end a head."""
         end = data.rfind(_END_OF_HEAD)
         if end >= 0:
             self._unended = len(data) - end - len(_END_OF_HEAD)
@@ -99,6 +99,7 @@ class HeadBound(asyncio.Protocol):
 
     def _refuse(self) -> None:
         self.refused = True
+        self._unended = self._limit + 1  # every later read comes to the refused test
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(REFUSAL)
