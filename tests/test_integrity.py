@@ -19,10 +19,11 @@ from tests.conftest import Client, StartTracker, with_visitor_secret
 from tests.support.clock import FakeClock
 from tests.support.kinesis import wait_for_events
 from tests.support.programs import program, write_programs
+from tests.support.tcf_strings import tc_string
 from tests.support.tracker_process import TrackerProcess, tracker_process
 from tracker.app import CORE
 from tracker.devstack.processes import ManagedProcess
-from tracker.handlers import PIXEL_GIF
+from tracker.handlers import LONG_TC_WALK, MATCHED_AFTER_LONG_WALK, PIXEL_GIF
 from tracker.integrity.signing import SigningKey, signed_click_url
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
@@ -248,3 +249,41 @@ async def test_a_crawler_still_gets_its_gif_and_is_counted(
     registry = client.app[CORE].metrics.registry
     labels = {"ivt": "IVT_KNOWN_CRAWLER", "billable": "false"}
     assert registry.get_sample_value("tracker_events_by_ivt_total", labels) == 1
+
+
+# Googlebot's smartphone agent: among the crawlers that name themselves latest (~165).
+GOOGLEBOT_SMARTPHONE = (
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like "
+    "Gecko) Chrome/131.0.6778.139 Mobile Safari/537.36 (compatible; Googlebot/2.1; "
+    "+http://www.google.com/bot.html)"
+)
+
+
+async def test_a_long_tc_walk_leaves_a_new_user_agent_a_shorter_look(
+    start_tracker: StartTracker, redis_url: str, kinesalite_url: str, event_stream: str
+) -> None:
+    """One request's costly reads share a budget: after a TC string whose range section took a
+    walk of more than LONG_TC_WALK entries, a new user agent is matched on its first
+    MATCHED_AFTER_LONG_WALK characters. Googlebot's smartphone agent names itself within them;
+    a crawler named past them is not seen then, and that shorter answer is not remembered: the
+    same agent on its own is a crawler."""
+    await write_programs(redis_url, PROGRAMS)
+    client = await start_tracker(TCF_VENDOR_ID="755")
+    entries = [(2 * n + 1, 2 * n + 1) for n in range(LONG_TC_WALK + 1)]
+    walked = tc_string(purposes={7}, ranges=True, range_entries=entries, max_vendor_id=0xFFFF)
+    short = tc_string(purposes={7}, ranges=True, range_entries=entries[:3], max_vendor_id=0xFFFF)
+    named_late = "Mozilla/5.0 " + "x" * MATCHED_AFTER_LONG_WALK + " Googlebot/2.1"
+    assert len(GOOGLEBOT_SMARTPHONE) > MATCHED_AFTER_LONG_WALK  # so it is cut
+    cases = [  # (tag, TC string, user agent, ivt), in this order
+        ("late-walked", walked, named_late, pb.IVT_NONE),
+        ("late-alone", None, named_late, pb.IVT_KNOWN_CRAWLER),
+        ("late-short", short, named_late + " ", pb.IVT_KNOWN_CRAWLER),
+        ("phone-walked", walked, GOOGLEBOT_SMARTPHONE, pb.IVT_KNOWN_CRAWLER),
+    ]
+    for tag, consent, agent, _ in cases:
+        query = f"&gdpr=1&gdpr_consent={consent}" if consent else ""
+        target = f"/v1/pixel?program=live&tag={tag}{query}"
+        response = await client.get(target, headers={"User-Agent": agent})
+        assert await response.read() == PIXEL_GIF
+    events = await wait_for_events(kinesalite_url, event_stream, len(cases))
+    assert {e.params["tag"]: e.ivt for e in events} == {tag: ivt for tag, _, _, ivt in cases}

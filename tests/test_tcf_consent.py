@@ -21,7 +21,7 @@ from tests.support.tcf_strings import (
     tc_string,
 )
 from tracker.privacy import consent as consent_module
-from tracker.privacy.consent import ConsentDecider
+from tracker.privacy.consent import MAX_REMEMBERED, ConsentDecider
 from tracker.privacy.tcf import (
     MAX_RANGE_ENTRIES,
     MAX_SEGMENTS,
@@ -642,11 +642,11 @@ def test_an_impossible_vendor_id_is_refused_at_construction(vendor_id: int) -> N
 def test_the_memo_answers_the_second_time(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded: list[str] = []
 
-    def counting(tc: str, vendor_id: int, purpose: int = 7) -> bool:
+    def counting(tc: str, vendor_id: int, purpose: int = 7) -> Answer:
         decoded.append(tc)
-        return consents_to(tc, vendor_id, purpose)
+        return read_consent(tc, vendor_id, purpose)
 
-    monkeypatch.setattr(consent_module, "consents_to", counting)
+    monkeypatch.setattr(consent_module, "read_consent", counting)
     decider = ConsentDecider(VENDOR)
     assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
     assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
@@ -676,3 +676,34 @@ def test_long_or_non_ascii_strings_are_not_memoized() -> None:
     for text in (too_long, non_ascii):
         assert decider.decide("1", text) == pb.CONSENT_DENIED
     assert len(decider._memo) == 0
+
+
+def test_strings_longer_than_a_cmp_writes_are_read_every_time_and_never_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[str] = []
+
+    def counting(tc: str, vendor_id: int, purpose: int = 7) -> Answer:
+        decoded.append(tc)
+        return read_consent(tc, vendor_id, purpose)
+
+    monkeypatch.setattr(consent_module, "read_consent", counting)
+    decider = ConsentDecider(VENDOR)
+    padded = GRANTING + "." + "A" * (MAX_REMEMBERED - len(GRANTING))  # a second segment
+    assert MAX_REMEMBERED < len(padded) <= MAX_TC_STRING
+    for _ in range(2):
+        assert decider.decide("1", padded) == pb.CONSENT_GRANTED
+    assert decoded == [padded, padded]
+    assert len(decider._memo) == 0
+
+
+def test_the_decider_tells_how_many_range_entries_its_last_decision_walked() -> None:
+    decider = ConsentDecider(VENDOR)
+    entries = [(2 * n + 1, 2 * n + 1) for n in range(40)]
+    walked = tc_string(purposes={7}, ranges=True, range_entries=entries, max_vendor_id=0xFFFF)
+    decider.decide("1", walked)
+    assert decider.entries_read == 40
+    decider.decide("1", walked)  # remembered: nothing walked
+    assert decider.entries_read == 0
+    decider.decide("1", tc_string(purposes={7}, vendors={VENDOR}))  # a bit field
+    assert decider.entries_read == 0

@@ -24,6 +24,7 @@ from tracker.core import TrackerCore
 from tracker.events.builder import is_billable, new_message_id
 from tracker.headertext import valid_text
 from tracker.hotstats import LOOKUP_HIT, LOOKUP_MISS, LOOKUP_NEGATIVE_HIT, MALFORMED, RouteStats
+from tracker.integrity.crawlers import MAX_MATCHED
 from tracker.integrity.prefetch import is_prefetch
 from tracker.memo import BoundedMemo
 from tracker.privacy.client_fields import MAX_ADDRESS, MAX_USER_AGENT
@@ -44,6 +45,17 @@ PIXEL_ANSWER = FixedAnswer(200, {"Content-Type": "image/gif", "Cache-Control": N
 # One per landing URL (and one per program with click_id_param), at most ~5 KB each.
 MAX_REDIRECT_ANSWERS = 2_000
 CLICK: int = pb.CLICK
+# The costly reads of one request share a budget. Each is bounded on its own (a TC string's
+# range walk at 128 entries, ~30 us; a new user agent matched against the crawler lists on its
+# first MAX_MATCHED characters, ~30 us), but together with the longest URL and head they came to
+# about five typical pixels. A request whose TC string took a walk of more than LONG_TC_WALK
+# entries (CMPs write a handful; a range section that long is near the bit field's length for
+# today's vendor list) has a new user agent matched on its first MATCHED_AFTER_LONG_WALK
+# characters only: the crawlers that name themselves latest (Googlebot's and AdsBot's
+# smartphone agents, by character ~165) still do within them, and such an answer is not
+# remembered for the user agent (tracker.integrity.crawlers).
+LONG_TC_WALK = 64
+MATCHED_AFTER_LONG_WALK = 192
 CONVERSION: int = pb.CONVERSION
 
 
@@ -202,8 +214,9 @@ class TrackingHandlers:
         now = facts.now
         facts.timestamp_ms = int(now * 1000)
         facts.day = day = int(now // DAY_SECONDS)
-        ivt = self._invalid_traffic(request, facts)
+        # Privacy first: how much of a TC string it read is part of the request's budget.
         facts.client = self._client_fields(facts)
+        ivt = self._invalid_traffic(request, facts)
         event_type = facts.event_type
         # The event type's own fields, once privacy has decided (facts.withheld).
         if event_type == CLICK:
@@ -249,7 +262,9 @@ class TrackingHandlers:
         user_agent = facts.user_agent
         crawler = self._known_crawler(user_agent)  # the memo's own lookup: no call on a hit
         if crawler is None:
-            crawler = self._crawlers.is_crawler(user_agent)
+            long_read = facts.tc_entries_read > LONG_TC_WALK
+            matched = MATCHED_AFTER_LONG_WALK if long_read else MAX_MATCHED
+            crawler = self._crawlers.is_crawler(user_agent, matched)
         if crawler:
             return pb.IVT_KNOWN_CRAWLER
         if is_prefetch(facts.headers):

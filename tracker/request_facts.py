@@ -34,6 +34,7 @@ class RequestFacts:
         "program",
         "program_id",
         "query",
+        "tc_entries_read",
         "timestamp_ms",
         "user_agent",
         "validation",
@@ -58,6 +59,9 @@ class RequestFacts:
     client: bytes  # the client's part of the event, serialized (privacy decides it)
     # Privacy withholds identifiers: CONSENT_DENIED, or Sec-GPC/DNT (set with `client`).
     withheld: bool
+    # The range entries of a TC string read for this request (0: none, or decided before): the
+    # costly reads of one request share a budget (tracker.handlers, LONG_TC_WALK).
+    tc_entries_read: int
     # The event type's own fields, serialized: a click's attribution window when it was given
     # a click id, a conversion's parameters; b"" for every other event.
     fields: bytes
@@ -78,6 +82,7 @@ class RequestFacts:
         self.program_id = program_id
         self.message_id = ""
         self.fields = b""
+        self.tc_entries_read = 0
 
     @property
     def customer_id(self) -> int:

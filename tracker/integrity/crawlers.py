@@ -39,11 +39,14 @@ class CrawlerDetector:
         # The request path reads it directly (known.get): a hit is then one dict lookup.
         self.known: BoundedMemo[str, bool] = BoundedMemo(max_entries)
 
-    def is_crawler(self, user_agent: str) -> bool:
+    def is_crawler(self, user_agent: str, matched: int = MAX_MATCHED) -> bool:
         """`user_agent` as the handler cut it (client_fields.MAX_USER_AGENT characters at most, so
-        that no memo key is longer)."""
+        that no memo key is longer), its first `matched` characters (at most MAX_MATCHED) looked
+        at. An answer from fewer than MAX_MATCHED of them is remembered only when that was the
+        whole user agent: it is the answer a whole look gives."""
         known = self.known.get(user_agent)
         if known is None:
-            crawler = self._patterns.is_crawler(user_agent[:MAX_MATCHED])
-            known = self.known.remember(user_agent, crawler)
+            known = self._patterns.is_crawler(user_agent[:matched])
+            if matched >= MAX_MATCHED or len(user_agent) <= matched:
+                self.known.remember(user_agent, known)
         return known

@@ -68,7 +68,7 @@ class ClientFields:
     def fragment(self, facts: RequestFacts) -> bytes:
         """The client's part of the event, from the request's query and headers, its user agent
         (cut to MAX_USER_AGENT already), address, program (an unknown program's event gets no
-        visitor_id) and UTC day. Sets `facts.withheld`."""
+        visitor_id) and UTC day. Sets `facts.withheld` and `facts.tc_entries_read`."""
         query = facts.query
         gdpr = query.get("gdpr")
         consent: int
@@ -76,6 +76,7 @@ class ClientFields:
             consent = pb.CONSENT_NOT_APPLICABLE
         else:
             consent = self._consent.decide(gdpr, query.get("gdpr_consent"))
+            facts.tc_entries_read = self._consent.entries_read
         self.by_consent[consent] += 1
         headers = facts.headers
         referer = valid_text(headers.get("Referer", "")[:MAX_PARSED])

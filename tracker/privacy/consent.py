@@ -24,7 +24,7 @@ neither decides as it reads; any other is DENIED.
 from __future__ import annotations
 
 from tracker.memo import BoundedMemo
-from tracker.privacy.tcf import MAX_TC_STRING, consents_to
+from tracker.privacy.tcf import MAX_TC_STRING, Reading, read_consent
 from tracker.schema.tracking.v1 import tracking_pb2 as pb
 
 NOT_APPLICABLE: int = pb.CONSENT_NOT_APPLICABLE
@@ -34,6 +34,11 @@ DENIED: int = pb.CONSENT_DENIED
 # The purpose whose consent a tracker needs: "Measure advertising performance".
 MEASURE_AD_PERFORMANCE = 7
 MAX_VENDOR_ID = 0xFFFF
+# The longest TC string remembered. CMPs write strings of a few hundred characters, and under
+# 1,100 with bit fields for every vendor in both sections and every optional segment: a longer
+# one is read every time it comes (its reading is bounded as any string's) rather than hashed
+# and kept, so that hostile strings neither fill the memo nor cost a hash of 8 KiB.
+MAX_REMEMBERED = 2048
 
 
 class ConsentDecider:
@@ -41,10 +46,11 @@ class ConsentDecider:
     sends the same string with every pixel and click, and a dict lookup is much cheaper than a
     decode.
 
-    Memo keys are ASCII strings of at most MAX_TC_STRING characters, so the memo holds at most
-    max_entries * 8 KiB of keys (8 MiB with the default) even if every request brings a new,
-    maximal string. Longer or non-ASCII values are refused without being remembered: neither can
-    be a TC string, and a non-ASCII character would make a key up to four times as large.
+    Memo keys are ASCII strings of at most MAX_REMEMBERED characters, so the memo holds at most
+    max_entries * 2 KiB of keys (2 MiB with the default) even if every request brings a new,
+    long string. Values over MAX_TC_STRING or not ASCII are refused without being remembered:
+    neither can be a TC string, and a non-ASCII character would make a key up to four times as
+    large. Strings between the two are read every time.
     """
 
     def __init__(self, vendor_id: int | None, max_entries: int = 1024) -> None:
@@ -53,18 +59,25 @@ class ConsentDecider:
             raise ValueError(f"TCF vendor id must be 1-{MAX_VENDOR_ID}, not {vendor_id}")
         self.vendor_id = vendor_id
         self._memo: BoundedMemo[str, int] = BoundedMemo(max_entries)
+        # The range entries the last decision of a string walked: 0 when it walked none (a
+        # memo hit, a bit field, a string refused first). The handler shares one request's
+        # budget for costly reads with it (tracker.handlers).
+        self.entries_read = 0
 
     def decide(self, gdpr: str | None, gdpr_consent: str | None) -> int:
-        """CONSENT_NOT_APPLICABLE, CONSENT_GRANTED or CONSENT_DENIED (tracking_pb2 enum values)."""
+        """CONSENT_NOT_APPLICABLE, CONSENT_GRANTED or CONSENT_DENIED (tracking_pb2 enum values).
+        Sets `entries_read`."""
+        self.entries_read = 0
         if gdpr is None:
             return NOT_APPLICABLE  # most requests: no memo, no decoding
         if gdpr != "1":
             return NOT_APPLICABLE if gdpr == "0" else DENIED
         if gdpr_consent is None or len(gdpr_consent) > MAX_TC_STRING:
             return DENIED  # too long to be a TC string: not even hashed for a lookup
-        known = self._memo.get(gdpr_consent)
-        if known is not None:
-            return known
+        if len(gdpr_consent) <= MAX_REMEMBERED:
+            known = self._memo.get(gdpr_consent)
+            if known is not None:
+                return known
         return self._decide_string(gdpr_consent)
 
     def _decide_string(self, tc_string: str) -> int:
@@ -72,5 +85,9 @@ class ConsentDecider:
             return DENIED  # nobody can consent to a vendor we do not know we are
         if not tc_string.isascii():
             return DENIED  # never a memo key (and never base64url)
-        granted = consents_to(tc_string, self.vendor_id, MEASURE_AD_PERFORMANCE)
-        return self._memo.remember(tc_string, GRANTED if granted else DENIED)
+        answer = read_consent(tc_string, self.vendor_id, MEASURE_AD_PERFORMANCE)
+        self.entries_read = answer.entries_read
+        decision = GRANTED if answer.reading is Reading.GRANTED else DENIED
+        if len(tc_string) <= MAX_REMEMBERED:
+            self._memo.remember(tc_string, decision)
+        return decision

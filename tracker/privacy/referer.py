@@ -25,8 +25,13 @@ def minimised_referer(referer: str, *, origin_only: bool = False) -> str:
     if not referer:
         return ""
     text = referer[:MAX_PARSED]
-    if not _browser_sent(text):
+    authority = _browser_sent(text)
+    if authority is None:
         return ""  # never stored half-parsed
+    if authority:
+        # Only what is kept is parsed: the origin, and as much path as MAX_REFERER can hold
+        # (urlsplit copies and scans all it is given: ~8 us for a KiB, a fifth of a pixel).
+        text = text[: authority if origin_only else authority + MAX_REFERER]
     try:
         parts = urlsplit(text)
         host = parts.hostname
@@ -43,10 +48,15 @@ def minimised_referer(referer: str, *, origin_only: bool = False) -> str:
     return (origin + parts.path)[:MAX_REFERER]
 
 
-def _browser_sent(text: str) -> bool:
-    """Whether `text` can be a URL a browser sent: printable, no spaces, and an authority no
-    longer than MAX_AUTHORITY (checked before parsing, where a long one costs)."""
+def _browser_sent(text: str) -> int | None:
+    """Where the authority of `text` ends (0 when it has no `scheme://authority`), or None
+    when `text` cannot be a URL a browser sent: not printable, a space, or an authority longer
+    than MAX_AUTHORITY (checked before parsing, where a long one costs)."""
     if not text.isprintable() or " " in text:
-        return False
+        return None
     authority = _AUTHORITY.match(text)
-    return authority is None or len(authority.group(1)) <= MAX_AUTHORITY
+    if authority is None:
+        return 0
+    if len(authority.group(1)) > MAX_AUTHORITY:
+        return None
+    return authority.end()

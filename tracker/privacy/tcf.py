@@ -72,6 +72,7 @@ MAX_RANGE_ENTRIES = 128
 RANGE_SLACK_BITS = 16
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_ALPHABET_AND_DOT = _ALPHABET + b"."
 _URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _VERSION = 2
 _PURPOSES_AT = 152  # bit of purpose 1; purpose p is at _PURPOSES_AT + p - 1
@@ -130,15 +131,31 @@ def _core_segment(tc_string: str) -> bytes | Reading:
     if len(tc_string) > MAX_TC_STRING or not tc_string.isascii():
         return Reading.MALFORMED
     text = tc_string.encode("ascii")
-    if text.translate(None, _ALPHABET + b"."):
+    if text.translate(None, _ALPHABET_AND_DOT):
         return Reading.MALFORMED  # a character outside base64url and the separator
-    segments = text.split(b".", MAX_SEGMENTS)  # stops after MAX_SEGMENTS + 1 pieces
-    if len(segments) > MAX_SEGMENTS:
+    ends = _segment_ends(text)
+    if len(ends) > MAX_SEGMENTS:
         return Reading.IMPLAUSIBLE
+    starts = [0, *(end + 1 for end in ends[:-1])]
     # Empty, or a length that no number of bytes encodes to.
-    if any(len(segment) % 4 == 1 or not segment for segment in segments):
+    if any((end - start) % 4 == 1 or end == start for start, end in zip(starts, ends, strict=True)):
         return Reading.MALFORMED
-    return segments[0]
+    return text[: ends[0]]
+
+
+def _segment_ends(text: bytes) -> list[int]:
+    """Where each segment ends (a '.' or the end), for at most MAX_SEGMENTS + 1 of them: found
+    with find, without copying the segments that are not read."""
+    ends: list[int] = []
+    start = 0
+    while len(ends) <= MAX_SEGMENTS:
+        end = text.find(b".", start)
+        if end < 0:
+            ends.append(len(text))
+            break
+        ends.append(end)
+        start = end + 1
+    return ends
 
 
 def _decoded(core: bytes, bits: int) -> bytes:
@@ -191,37 +208,44 @@ def _read_ranges(core: bytes, head: bytes, max_vendor: int, vendor_id: int) -> A
     if _ENTRIES_AT + _SINGLE_BITS * count > size:
         return Answer(Reading.MALFORMED)  # too short for even single-id entries: truncated
     end = min(size, _ENTRIES_AT + _RANGE_BITS * count)
-    # The entries as '0'/'1' text (one conversion in C), from the byte that holds their start.
+    # The entries as one integer, from the byte that holds their start (one conversion in C).
     raw = _decoded(core, end)[_ENTRIES_AT >> 3 :]
-    bits = format(int.from_bytes(raw, "big"), f"0{len(raw) * 8}b")
-    return _walk(bits, _ENTRIES_AT & 7, count, max_vendor, vendor_id)
+    entries = _Entries(int.from_bytes(raw, "big"), len(raw) * 8, _ENTRIES_AT & 7)
+    return _walk(entries, count, max_vendor, vendor_id)
 
 
-def _walk(bits: str, at: int, count: int, max_vendor: int, vendor_id: int) -> Answer:
-    """Read `count` range entries from bit `at` of `bits` ('0'/'1' text), stopping at the first
-    that is malformed or out of order. The one loop whose work grows with the input (at most
-    MAX_RANGE_ENTRIES turns), so each turn is a slice and an int() or two, no more: a slice cut
-    short by the end of `bits` is found once the loop is over, or when its entry is refused."""
-    start = at
+class _Entries(NamedTuple):
+    value: int  # the bits, most significant first
+    size: int  # how many bits `value` holds
+    start: int  # the bit where the first entry starts
+
+
+def _walk(entries: _Entries, count: int, max_vendor: int, vendor_id: int) -> Answer:
+    """Read `count` range entries, stopping at the first that is malformed, out of order or
+    cut short. The one loop whose work grows with the input (at most MAX_RANGE_ENTRIES turns),
+    so each turn is a shift and a mask of one integer and a few comparisons (~0.2 us; slicing
+    '0'/'1' text and int() took ~0.35)."""
+    value, size, at = entries
     previous = 0  # the last id of the entry before: each entry starts after it
     found = False
     for read in range(1, count + 1):
-        head = int(bits[at : at + 17] or "0", 2)  # IsARange, then StartOrOnlyVendorId
-        if head > 0xFFFF:
-            first = head & 0xFFFF
-            last = int(bits[at + 17 : at + 33] or "0", 2)
-            at += 33
-        else:
-            first = last = head
-            at += 17
+        left = size - at - _SINGLE_BITS  # the bits after IsARange and StartOrOnlyVendorId
+        if left < 0:
+            return Answer(Reading.MALFORMED, read)  # cut short: truncated
+        first = last = value >> left & 0x1FFFF
+        if first > 0xFFFF:  # IsARange: an end id follows
+            left -= 16
+            if left < 0:
+                return Answer(Reading.MALFORMED, read)
+            first &= 0xFFFF
+            last = value >> left & 0xFFFF
+        at = size - left
         if first <= previous or last < first or last > max_vendor:
-            malformed = first == 0 or last < first or last > max_vendor or at > len(bits)
+            malformed = first == 0 or last < first or last > max_vendor
             return Answer(Reading.MALFORMED if malformed else Reading.IMPLAUSIBLE, read)
         previous = last
         if first <= vendor_id <= last:
             found = True
-    if at > len(bits):
-        return Answer(Reading.MALFORMED, count)  # the last entry ran past the end: truncated
-    if 12 + at - start > _longest(max_vendor, count):
+    if 12 + at - entries.start > _longest(max_vendor, count):
         return Answer(Reading.IMPLAUSIBLE, count)  # longer than the bit field would be
     return Answer(Reading.GRANTED if found else Reading.NOT_GRANTED, count)
