@@ -1,5 +1,6 @@
 """The traffic-integrity checks alone, in process: what each costs per request on each of its
-paths (the crawler memo's hit and miss, the prefetch headers, a click's signature), the whole
+paths (the crawler memo's hit and miss, the prefetch headers, a click's signature, the bound on
+a request's head that every read passes), the whole
 classification as the handler runs it for a pixel and for a signed click, and with --redis-url the
 duplicate check's own work through the tracker's Redis client to a real redis-server
 (bench/duplicate_cost.py; bench.run measures that inside its stack).
@@ -20,6 +21,7 @@ other, so that no call of a repetition hits (crawlerdetect's own 1,024-entry cac
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
@@ -42,6 +44,7 @@ from bench.signed_links import (
 )
 from bench.user_agents import GOOGLEBOT, browser_agents, crawler_agents, fresh, fresh_each
 from tracker.handlers import TrackingHandlers
+from tracker.head_bound import HeadBound
 from tracker.integrity.crawlers import CrawlerDetector
 from tracker.integrity.prefetch import is_prefetch
 from tracker.integrity.signing import LinkVerifier, parse_signing_keys
@@ -312,6 +315,46 @@ def query_paths(calls: int, signed: str) -> list[Path]:
     ]
 
 
+# --- the head bound ------------------------------------------------------------------------------
+
+
+class _Swallowed(asyncio.Protocol):
+    """Stands for aiohttp's protocol behind the bound: takes every read, does nothing."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+def _pixel_request() -> bytes:
+    lines = [f"GET {DEMO_PIXEL} HTTP/1.1", "Host: tracker.example"]
+    lines += [f"{name}: {value}" for name, value in headers(USER_AGENT).items() if name != "Host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def head_bound_paths(calls: int) -> list[Path]:
+    """What HeadBound adds to every read (tracker.head_bound): a pixel's request read whole,
+    and the same request in three reads (a head that arrives in parts)."""
+    request = _pixel_request()
+    whole = [bytes(request) for _ in range(calls)]
+    third = len(request) // 3
+    parts = [request[:third], request[third : 2 * third], request[2 * third :]] * calls
+    return [
+        Path(
+            "HeadBound.data_received, a pixel's request in one read",
+            f"a browser's pixel request ({len(request)} bytes), then a no-op protocol: the "
+            "bound's cost on every request, the call to aiohttp's protocol included",
+            calls,
+            lambda: per_call(loop_seconds(HeadBound(_Swallowed()).data_received, whole), calls),
+        ),
+        Path(
+            "HeadBound.data_received, the same request in three reads",
+            "per read: the count carried across reads (rfind, the carried bytes)",
+            3 * calls,
+            lambda: per_call(loop_seconds(HeadBound(_Swallowed()).data_received, parts), 3 * calls),
+        ),
+    ]
+
+
 # --- the set -------------------------------------------------------------------------------------
 
 
@@ -327,6 +370,7 @@ def paths(quick: bool) -> list[Path]:
         *link_paths(checks, signed),
         *classification_paths(hits, checks, signed),
         *query_paths(checks, signed),
+        *head_bound_paths(hits),
     ]
 
 
