@@ -85,17 +85,21 @@ class HeadBound(asyncio.Protocol):
     def _within_bound(self, data: bytes) -> bool:
         """Whether every head in `data` (the first one begun in earlier reads) is within the
         bound; the count after it as _advance keeps it. Only for a read that may hold a head too
-        long: it copies the read once."""
-        heads = (self._carry + data).split(_END_OF_HEAD)
+        long: the first end of a head is found in C, and the read is split at the others only
+        when the head before them was within the bound."""
+        carry = self._carry
+        joined = carry + data if carry else data
+        end = joined.find(_END_OF_HEAD)
+        self._carry = _last_bytes(carry, data)
+        if end < 0:
+            self._unended += len(data)
+            return self._unended <= self._limit
         # The carried bytes were counted already, unless they end the head before.
-        first = self._unended - len(self._carry) + len(heads[0])
-        if len(heads) == 1:
-            self._unended = first
-        else:
-            self._unended = len(heads[-1])
-            first = max(first, *map(len, heads[1:]))
-        self._carry = _last_bytes(self._carry, data)
-        return first <= self._limit
+        if self._unended - len(carry) + end > self._limit:
+            return False
+        heads = joined[end + len(_END_OF_HEAD) :].split(_END_OF_HEAD)
+        self._unended = len(heads[-1])
+        return max(map(len, heads)) <= self._limit
 
     def _refuse(self) -> None:
         self.refused = True
