@@ -639,14 +639,20 @@ def test_an_impossible_vendor_id_is_refused_at_construction(vendor_id: int) -> N
         ConsentDecider(vendor_id)
 
 
-def test_the_memo_answers_the_second_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    decoded: list[str] = []
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The TC strings the decider reads (not answered from its memo), in order."""
+    strings: list[str] = []
 
     def counting(tc: str, vendor_id: int, purpose: int = 7) -> Answer:
-        decoded.append(tc)
+        strings.append(tc)
         return read_consent(tc, vendor_id, purpose)
 
     monkeypatch.setattr(consent_module, "read_consent", counting)
+    return strings
+
+
+def test_the_memo_answers_the_second_time(decoded: list[str]) -> None:
     decider = ConsentDecider(VENDOR)
     assert decider.decide("1", GRANTING) == pb.CONSENT_GRANTED
     assert decider.decide("1", DENYING) == pb.CONSENT_DENIED
@@ -679,15 +685,8 @@ def test_long_or_non_ascii_strings_are_not_memoized() -> None:
 
 
 def test_strings_longer_than_a_cmp_writes_are_read_every_time_and_never_remembered(
-    monkeypatch: pytest.MonkeyPatch,
+    decoded: list[str],
 ) -> None:
-    decoded: list[str] = []
-
-    def counting(tc: str, vendor_id: int, purpose: int = 7) -> Answer:
-        decoded.append(tc)
-        return read_consent(tc, vendor_id, purpose)
-
-    monkeypatch.setattr(consent_module, "read_consent", counting)
     decider = ConsentDecider(VENDOR)
     padded = GRANTING + "." + "A" * (MAX_REMEMBERED - len(GRANTING))  # a second segment
     assert MAX_REMEMBERED < len(padded) <= MAX_TC_STRING
