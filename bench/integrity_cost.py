@@ -271,7 +271,7 @@ def classification_paths(hits: int, checks: int, signed: str) -> list[Path]:
         ),
         Path(
             "classification, signed click, browser",
-            "_invalid_traffic: crawler memo hit, prefetch headers, LinkVerifier.check",
+            "_invalid_traffic: LinkVerifier.check, then the crawler memo hit and prefetch headers",
             checks,
             classification(signed, USER_AGENT, pb.CLICK, pb.IVT_NONE, checks),
         ),
