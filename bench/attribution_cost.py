@@ -58,6 +58,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from bench.bars import verdict
 from bench.demo_programs import DEMO_PROGRAM_ID
 from bench.event_sizes import item_size
 from bench.part_cli import run_part
@@ -898,7 +899,6 @@ def summary(part: dict[str, Any]) -> str:
     common, mix = part["per_conversion"]["common_path"], part["per_conversion"]["mix"]
     parked, click, cpu = part["parked"], part["per_click"], part["cpu_us"]
     requirement = part["requirement"]
-    verdict = "holds" if requirement["holds"] else "DOES NOT hold"
     lines = [
         f"common path ({common['count']} conversions): reads {common['reads']}, writes "
         f"{common['writes']} per conversion; attribution table "
@@ -906,7 +906,8 @@ def summary(part: dict[str, Any]) -> str:
         f"{common['attribution_table']['write_units']} WRU, "
         f"{common['attribution_table']['calls']} calls; $ per million conversions "
         f"{common['dollars_per_million']}",
-        f"requirement <= {MAX_READS} read, <= {MAX_WRITES} writes: {verdict} (copy check "
+        f"requirement <= {MAX_READS} read, <= {MAX_WRITES} writes: "
+        f"{verdict(requirement['holds'])} (copy check "
         f"{requirement['copy_check_reads']} read per event apart)",
         f"mix: $ per million conversions {mix['dollars_per_million']}",
         f"parked: stream reads {parked['stream']['reads']}, writes {parked['stream']['writes']}; "

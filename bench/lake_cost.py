@@ -60,6 +60,7 @@ from pyiceberg.table import Table
 
 import consumers.lake.committer as committer_module
 from bench import lake_freshness, lake_memory, lake_snapshots
+from bench.bars import verdict
 from bench.lake_events import RATE, CannedStream, local_table
 from bench.part_cli import run_part
 from consumers.lake.commit_loop import MAX_PENDING_ROWS
@@ -440,7 +441,7 @@ def summary(part: dict[str, Any]) -> str:
         lake_freshness.summary(part["freshness"]),
     ]
     for name, bar in part["bars"].items():
-        lines.append(f"bar {name}: {'holds' if bar['holds'] else 'DOES NOT hold'}")
+        lines.append(f"bar {name}: {verdict(bar['holds'])}")
     return "\n".join(lines)
 
 

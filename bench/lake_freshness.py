@@ -20,7 +20,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +27,7 @@ from typing import Any
 
 from pyiceberg.table import Table
 
+from bench.bars import seconds_against, verdict
 from bench.metrics_probe import wait_metric
 from bench.rollup_freshness import CONSUMER_SETTINGS, pixel_event
 from bench.stack import BenchStack, metrics_url
@@ -126,24 +126,16 @@ def result(seconds: list[float], commit_seconds: float) -> dict[str, Any]:
         "lake_commit_seconds": commit_seconds,
         "consumer_poll_ms": int(CONSUMER_SETTINGS["CONSUMER_POLL_MS"]),
         "table_poll_ms": round(1000 * POLL_SECONDS),
-        "seconds": [round(s, 2) for s in seconds],
-        "median_seconds": round(statistics.median(seconds), 2),
-        "max_seconds": round(max(seconds), 2),
-        "bar": {
-            "max_seconds": round(max(seconds), 2),
-            "bar_seconds": bound,
-            "holds": max(seconds) <= bound,
-        },
+        **seconds_against(seconds, bound),
     }
 
 
 def summary(part: dict[str, Any]) -> str:
     bar = part["bar"]
-    verdict = "holds" if bar["holds"] else "DOES NOT hold"
     return (
         f"put to queryable in the lake (LAKE_COMMIT_SECONDS={part['lake_commit_seconds']}): "
         f"median {part['median_seconds']} s, max {part['max_seconds']} s over {part['tries']} "
-        f"tries ({part['seconds']}); bar <= {bar['bar_seconds']} s: {verdict}"
+        f"tries ({part['seconds']}); bar <= {bar['bar_seconds']} s: {verdict(bar['holds'])}"
     )
 
 

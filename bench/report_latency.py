@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from bench.bars import verdict
 from bench.part_cli import run_part
 from bench.procstat import cpu_seconds
 from bench.rollup_cost import visitor_id
@@ -360,9 +361,8 @@ def summary(part: dict[str, Any]) -> str:
         )
     lines.append(f"where a replayed hourly report's time goes (ms): {part['profile_ms']}")
     bar = part["bar"]
-    verdict = "holds" if bar["holds"] else "DOES NOT hold"
     lines.append(
-        f"bar p99 < {bar['bar_ms']} ms: {bar['p99_ms_moto']} on moto ({verdict}); "
+        f"bar p99 < {bar['bar_ms']} ms: {bar['p99_ms_moto']} on moto ({verdict(bar['holds'])}); "
         f"{bar['p99_ms_replayed']} with moto's pages replayed"
     )
     return "\n".join(lines)

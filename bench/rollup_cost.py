@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from bench.bars import verdict
 from bench.browser import ADDRESS, USER_AGENT, headers
 from bench.canned_dynamodb import canned_dynamodb
 from bench.demo_programs import DEMO_PROGRAM_ID, demo_program
@@ -500,8 +501,7 @@ def summary(part: dict[str, Any]) -> str:
             f"rest {round(cpu['added'] - sum(parts.values()), 2)}"
         )
     for name, bar in part["bars"].items():
-        verdict = "holds" if bar["holds"] else "DOES NOT hold"
-        lines.append(f"bar {name} <= {bar['bar']}: {bar['measured']} ({verdict})")
+        lines.append(f"bar {name} <= {bar['bar']}: {bar['measured']} ({verdict(bar['holds'])})")
     return "\n".join(lines)
 
 

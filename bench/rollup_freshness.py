@@ -21,13 +21,13 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
+from bench.bars import seconds_against, verdict
 from bench.demo_programs import DEMO_PROGRAM_ID, demo_program
 from bench.metrics_probe import wait_metric
 from bench.rollup_cost import templates, visitor_id
@@ -135,24 +135,16 @@ def measure(count: int) -> dict[str, Any]:
         "tries": count,
         "consumer_poll_ms": int(CONSUMER_SETTINGS["CONSUMER_POLL_MS"]),
         "api_poll_ms": round(1000 * POLL_SECONDS),
-        "seconds": [round(s, 2) for s in seconds],
-        "median_seconds": round(statistics.median(seconds), 2),
-        "max_seconds": round(max(seconds), 2),
-        "bar": {
-            "max_seconds": round(max(seconds), 2),
-            "bar_seconds": FRESHNESS_BAR_SECONDS,
-            "holds": max(seconds) <= FRESHNESS_BAR_SECONDS,
-        },
+        **seconds_against(seconds, FRESHNESS_BAR_SECONDS),
     }
 
 
 def summary(part: dict[str, Any]) -> str:
     bar = part["bar"]
-    verdict = "holds" if bar["holds"] else "DOES NOT hold"
     return (
         f"put to visible in the report: median {part['median_seconds']} s, max "
         f"{part['max_seconds']} s over {part['tries']} tries ({part['seconds']}); "
-        f"bar <= {bar['bar_seconds']} s: {verdict}"
+        f"bar <= {bar['bar_seconds']} s: {verdict(bar['holds'])}"
     )
 
 
